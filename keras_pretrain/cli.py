@@ -1,0 +1,94 @@
+"""The `keras-pretrain` command.
+
+The backend is chosen (`--backend`, else `KERAS_BACKEND`) before anything
+imports keras, because keras fixes its backend at import.
+
+    keras-pretrain recipes
+    keras-pretrain run mae_fashion_mnist --backend jax --labels-per-class 10
+    keras-pretrain run path/to/my_recipe.py --quick
+"""
+
+import argparse
+import os
+import sys
+
+BACKENDS = ("tensorflow", "jax", "torch")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="keras-pretrain",
+        description="Self-supervised pre-training with Keras 3 on TensorFlow, JAX or PyTorch.",
+    )
+    backend = argparse.ArgumentParser(add_help=False)
+    backend.add_argument(
+        "--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND, else tensorflow)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("recipes", help="List the built-in recipes.", parents=[backend])
+
+    run = commands.add_parser(
+        "run", parents=[backend], help="Run a recipe: pre-train, fine-tune, compare, export.",
+        description="Run a built-in recipe by name, or your own recipe file (a .py defining one Recipe subclass).",
+    )
+    run.add_argument("recipe", help="A recipe name (see `keras-pretrain recipes`) or a path to a .py file.")
+    run.add_argument("--labels-per-class", type=int, default=10, metavar="K",
+                     help="Labelled examples per class for fine-tuning (default 10).")
+    run.add_argument("--pretrain-epochs", type=int, metavar="N", help="Pre-training epochs (default: the recipe's).")
+    run.add_argument("--output", metavar="DIR", help="Where results.json and plots go (default runs/RECIPE).")
+    run.add_argument("--export-root", default="saved_models", metavar="DIR",
+                     help="TF Serving model base path for the export (default saved_models).")
+    run.add_argument("--data-dir", metavar="DIR", help="A directory holding the recipe's data set.")
+    run.add_argument("--seed", type=int, default=0, help="Seed of the label draw and the models (default 0).")
+    run.add_argument("--quick", action="store_true", help="A smoke run of about a minute on a slice of the data.")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+    elif os.environ.get("KERAS_BACKEND", "tensorflow") not in BACKENDS:
+        print(f"error: KERAS_BACKEND={os.environ['KERAS_BACKEND']!r} is not one of {', '.join(BACKENDS)}.",
+              file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+def list_recipes(args):
+    from keras_pretrain.recipe import recipe_descriptions
+
+    descriptions = recipe_descriptions()
+    width = max(map(len, descriptions))
+    for name, description in sorted(descriptions.items()):
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def run_recipe(args):
+    from keras_pretrain.recipe import load_recipe
+
+    recipe = load_recipe(
+        args.recipe,
+        labels_per_class=args.labels_per_class,
+        pretrain_epochs=args.pretrain_epochs,
+        output_dir=args.output,
+        export_root=args.export_root,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        quick=args.quick,
+    )
+    recipe.run()
+    return 0
+
+
+COMMANDS = {"recipes": list_recipes, "run": run_recipe}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Image classifier on a (pre-trained) encoder: mean-pooled tokens, then a linear head."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_pretrain")
+class ImageClassifier(keras.Model):
+    """Mean-pools an encoder's tokens, normalises them and maps them to class logits.
+
+    This is MAE's fine-tuning head (global average pooling and a norm before the
+    linear layer). Set `encoder.trainable = False` first for a linear probe.
+    `class_names` travel with the model so that exports can return them.
+
+    Example:
+    >>> classifier = ImageClassifier(mae.encoder, num_classes=10)
+    >>> classifier.compile(optimizer=make_adamw(classifier, 1e-3, total_steps=500),
+    ...                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    ...                    metrics=["accuracy"])
+    >>> classifier.fit(images, labels, epochs=50)
+    """
+
+    def __init__(self, encoder, num_classes, dropout=0.0, class_names=None, **kwargs):
+        super().__init__(**kwargs)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(f"Got {len(class_names)} class_names for {num_classes} classes.")
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.dropout = dropout
+        self.class_names = list(class_names) if class_names is not None else None
+        self.head_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="head_norm")
+        self.head_dropout = keras.layers.Dropout(dropout)
+        self.head = keras.layers.Dense(num_classes, name="head")
+
+    def embed(self, images, training=False):
+        """Pooled, normalised embeddings `(batch, hidden_dim)`: the input of the head."""
+        return self.head_norm(ops.mean(self.encoder(images, training=training), axis=1))
+
+    def call(self, images, training=False):
+        return self.head(self.head_dropout(self.embed(images, training=training), training=training))
+
+    def layer_id(self, variable_path):
+        """Depth of a variable for layer-wise learning-rate decay: the head is last."""
+        if variable_path.startswith(("head", "head_norm")) or "/head" in variable_path:
+            return self.encoder.depth + 1
+        return self.encoder.layer_id(variable_path)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "num_classes": self.num_classes,
+            "dropout": self.dropout,
+            "class_names": self.class_names,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)

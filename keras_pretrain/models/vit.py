@@ -1,0 +1,236 @@
+"""Vision Transformer encoder that can run on a subset of its patches."""
+
+import keras
+import numpy as np
+from keras import ops
+from keras_hub.layers import TransformerEncoder
+
+
+def patchify(images, patch_size):
+    """Split `(batch, height, width, channels)` images into flat patches.
+
+    Returns `(batch, num_patches, patch_size * patch_size * channels)`, patches
+    in row-major order, each patch flattened as (row, column, channel).
+
+    >>> patchify(np.zeros((2, 28, 28, 1)), 7).shape
+    (2, 16, 49)
+    """
+    _, height, width, channels = images.shape
+    rows, cols = height // patch_size, width // patch_size
+    x = ops.reshape(images, (-1, rows, patch_size, cols, patch_size, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, rows * cols, patch_size * patch_size * channels))
+
+
+def unpatchify(patches, patch_size, channels):
+    """Inverse of `patchify` for square images."""
+    num_patches = patches.shape[1]
+    grid = int(round(num_patches**0.5))
+    x = ops.reshape(patches, (-1, grid, grid, patch_size, patch_size, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, grid * patch_size, grid * patch_size, channels))
+
+
+def sincos_position_table(grid_size, dim):
+    """The fixed 2-D sine-cosine position table of MAE, `(grid_size**2, dim)`."""
+    if dim % 4:
+        raise ValueError(f"Sine-cosine positions need a width divisible by 4; got {dim}.")
+    omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim / 4.0))
+    rows, cols = np.meshgrid(np.arange(grid_size), np.arange(grid_size), indexing="ij")
+
+    def encode(positions):
+        angles = np.outer(positions.reshape(-1), omega)
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    return np.concatenate([encode(cols), encode(rows)], axis=1).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="keras_pretrain")
+class SinCosPositionInitializer(keras.initializers.Initializer):
+    """Initializer that fills a `(grid_size**2, dim)` weight with `sincos_position_table`.
+
+    The table goes in the initializer, not in an `assign` during `build`, because
+    JAX builds models in a stateless scope where such an assignment is lost.
+    """
+
+    def __init__(self, grid_size):
+        self.grid_size = grid_size
+
+    def __call__(self, shape, dtype=None):
+        return ops.convert_to_tensor(sincos_position_table(self.grid_size, shape[-1]), dtype)
+
+    def get_config(self):
+        return {"grid_size": self.grid_size}
+
+
+@keras.saving.register_keras_serializable(package="keras_pretrain")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a fixed 2-D sine-cosine position table to `(batch, grid**2, dim)` tokens.
+
+    The layer owns the table, so it is saved with the model and is never a
+    constant captured by a functional graph.
+
+    >>> PositionEmbedding(grid_size=4)(np.zeros((2, 16, 8))).shape
+    (2, 16, 8)
+    """
+
+    def __init__(self, grid_size, **kwargs):
+        super().__init__(**kwargs)
+        self.grid_size = grid_size
+
+    def build(self, input_shape):
+        self.table = self.add_weight(
+            name="table",
+            shape=(self.grid_size**2, input_shape[-1]),
+            initializer=SinCosPositionInitializer(self.grid_size),
+            trainable=False,
+        )
+
+    def call(self, tokens):
+        return tokens + ops.cast(self.table, tokens.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "grid_size": self.grid_size}
+
+
+def transformer_blocks(depth, width, num_heads, mlp_ratio, name):
+    """Pre-norm transformer blocks (keras-hub's encoder layer), named `{name}_{i}`."""
+    return [
+        TransformerEncoder(
+            intermediate_dim=width * mlp_ratio,
+            num_heads=num_heads,
+            activation="gelu",
+            normalize_first=True,
+            layer_norm_epsilon=1e-6,
+            name=f"{name}_{i}",
+        )
+        for i in range(depth)
+    ]
+
+
+@keras.saving.register_keras_serializable(package="keras_pretrain")
+class ViTEncoder(keras.Model):
+    """Vision Transformer encoder over square images, without a class token.
+
+    Takes images of any dtype in `[0, 255]` (uint8 straight from a data set is
+    fine), shape `(batch, image_size, image_size, channels)`, and returns one
+    token per patch, `(batch, num_patches, hidden_dim)`, after a final layer norm.
+    The two halves of a forward pass are public so that an objective can drop
+    patches in between: `embed_patches` then `transform`.
+
+    Example:
+    >>> encoder = ViTEncoder(image_size=28, channels=1, patch_size=7, hidden_dim=64)
+    >>> encoder(np.zeros((2, 28, 28, 1), "uint8")).shape
+    (2, 16, 64)
+    >>> tokens = encoder.embed_patches(np.zeros((2, 28, 28, 1)))
+    >>> encoder.transform(tokens[:, :4]).shape  # run on 4 of the 16 patches
+    (2, 4, 64)
+    """
+
+    def __init__(
+        self,
+        image_size=28,
+        channels=1,
+        patch_size=7,
+        hidden_dim=128,
+        depth=4,
+        num_heads=4,
+        mlp_ratio=2,
+        name="vit_encoder",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if image_size % patch_size:
+            raise ValueError(
+                f"image_size {image_size} is not divisible by patch_size {patch_size}: "
+                f"choose a patch size that divides the image side (e.g. "
+                f"{[p for p in range(2, image_size) if image_size % p == 0]})."
+            )
+        if hidden_dim % num_heads:
+            raise ValueError(f"hidden_dim {hidden_dim} must be divisible by num_heads {num_heads}.")
+        self.image_size = image_size
+        self.channels = channels
+        self.patch_size = patch_size
+        self.hidden_dim = hidden_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.mlp_ratio = mlp_ratio
+        self.grid_size = image_size // patch_size
+        self.num_patches = self.grid_size**2
+
+        self.patch_projection = keras.layers.Dense(hidden_dim, name="patch_projection")
+        self.position_embedding = PositionEmbedding(self.grid_size, name="position_embedding")
+        self.blocks = transformer_blocks(depth, hidden_dim, num_heads, mlp_ratio, "block")
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm")
+
+    def check_images(self, images):
+        """Raise a clear error unless `images` has this encoder's image shape."""
+        expected = (self.image_size, self.image_size, self.channels)
+        shape = tuple(images.shape)
+        if len(shape) != 4 or tuple(shape[1:]) != expected:
+            hint = " Add a channel axis with images[..., None]." if len(shape) == 3 else ""
+            raise ValueError(
+                f"Expected images of shape (batch, {', '.join(map(str, expected))}); "
+                f"got shape {shape}.{hint}"
+            )
+
+    def pixels(self, images):
+        """Images scaled to `[0, 1]` floats: the space MAE reconstructs."""
+        self.check_images(images)
+        return ops.cast(images, self.compute_dtype) / 255.0
+
+    def embed_patches(self, images):
+        """Images -> position-embedded patch tokens `(batch, num_patches, hidden_dim)`."""
+        patches = patchify(self.pixels(images), self.patch_size)
+        return self.position_embedding(self.patch_projection(patches))
+
+    def transform(self, tokens, training=False):
+        """Run the transformer blocks and final norm on any subset of patch tokens."""
+        for block in self.blocks:
+            tokens = block(tokens, training=training)
+        return self.final_norm(tokens)
+
+    def call(self, images, training=False):
+        return self.transform(self.embed_patches(images), training=training)
+
+    def build(self, input_shape):
+        self.check_images(keras.KerasTensor(input_shape))
+        tokens_shape = (input_shape[0], self.num_patches, self.hidden_dim)
+        self.patch_projection.build((input_shape[0], self.num_patches, self.patch_size**2 * self.channels))
+        self.position_embedding.build(tokens_shape)
+        for block in self.blocks:
+            block.build(tokens_shape)
+        self.final_norm.build(tokens_shape)
+        self.built = True
+
+    def layer_id(self, variable_path):
+        """Depth of a variable for layer-wise learning-rate decay.
+
+        0 for the patch and position embeddings, `i + 1` for block `i`,
+        `depth + 1` for everything after the blocks.
+        """
+        for i, block in enumerate(self.blocks):
+            if f"/{block.name}/" in f"/{variable_path}":
+                return i + 1
+        if "patch_projection" in variable_path or "position_embedding" in variable_path:
+            return 0
+        return self.depth + 1
+
+    def copy(self):
+        """A new encoder with the same config and a copy of the weights."""
+        clone = type(self).from_config(self.get_config())
+        clone.build((None, self.image_size, self.image_size, self.channels))
+        clone.set_weights(self.get_weights())
+        return clone
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "image_size": self.image_size,
+            "channels": self.channels,
+            "patch_size": self.patch_size,
+            "hidden_dim": self.hidden_dim,
+            "depth": self.depth,
+            "num_heads": self.num_heads,
+            "mlp_ratio": self.mlp_ratio,
+        }

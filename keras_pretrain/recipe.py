@@ -1,0 +1,136 @@
+"""What every recipe shares: options, discovery by name or file, results and the table.
+
+A recipe is a plain Python class a user can drive by hand. It hands out the
+data, the compiled pre-training model and the fine-tuning model, and `run()`
+chains them into pre-train -> fine-tune -> compare -> export.
+
+Example:
+>>> recipe = load_recipe("mae_fashion_mnist", labels_per_class=10)
+>>> data = recipe.load_data()
+>>> mae = recipe.pretrain_model()
+>>> mae.fit(data.unlabeled, batch_size=256, epochs=1)
+>>> classifier = recipe.finetune_model(mae.encoder)
+>>> classifier.fit(*data.train, epochs=100)
+"""
+
+import ast
+import importlib
+import importlib.util
+import json
+import pkgutil
+from pathlib import Path
+
+
+class Recipe:
+    """Base class of recipes. Subclasses set `name` and implement `run()`.
+
+    Args:
+        labels_per_class: labelled examples per class for fine-tuning.
+        pretrain_epochs: pre-training epochs (None: the recipe's default).
+        output_dir: where results.json and plots go (default `runs/<name>`).
+        export_root: where SavedModels go, in TF Serving layout.
+        quick: a smoke run of about a minute on a slice of the data.
+        data_dir: a directory holding the data set, instead of searching for it.
+        seed: seed of the label draw and of every model.
+        verbose: 1 shows progress bars, 0 is silent.
+    """
+
+    name = None
+
+    def __init__(
+        self,
+        labels_per_class=10,
+        pretrain_epochs=None,
+        output_dir=None,
+        export_root="saved_models",
+        quick=False,
+        data_dir=None,
+        seed=0,
+        verbose=1,
+    ):
+        if labels_per_class is None or labels_per_class < 1:
+            raise ValueError(f"labels_per_class must be at least 1; got {labels_per_class}.")
+        if pretrain_epochs is not None and pretrain_epochs < 1:
+            raise ValueError(f"pretrain_epochs must be at least 1; got {pretrain_epochs}.")
+        self.labels_per_class = labels_per_class
+        self.pretrain_epochs = pretrain_epochs
+        self.output_dir = Path(output_dir or Path("runs") / self.name)
+        self.export_root = Path(export_root)
+        self.quick = quick
+        self.data_dir = data_dir
+        self.seed = seed
+        self.verbose = verbose
+
+    def run(self):
+        """Pre-train, fine-tune, compare, export; return the results dict."""
+        raise NotImplementedError
+
+    def log(self, message):
+        if self.verbose:
+            print(message, flush=True)
+
+    def write_results(self, results):
+        """Write `results.json` in the output directory, after the common keys."""
+        import keras  # not at the top: listing recipes must not import keras
+
+        results = {"recipe": self.name, "backend": keras.backend.backend(), **results}
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        path = self.output_dir / "results.json"
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        return path
+
+    def print_table(self, accuracies, title):
+        """Print `{model: accuracy}` as an aligned table."""
+        width = max(map(len, accuracies))
+        self.log(f"\n{title}")
+        for model, accuracy in accuracies.items():
+            self.log(f"  {model:<{width}}  {100 * accuracy:6.2f}%")
+
+
+def recipe_descriptions():
+    """`{name: first docstring line}` of the built-in recipes, without importing them."""
+    import keras_pretrain.recipes as package
+
+    descriptions = {}
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name.startswith("_"):
+            continue
+        source = Path(package.__path__[0], f"{module.name}.py").read_text()
+        doc = ast.get_docstring(ast.parse(source)) or ""
+        descriptions[module.name] = doc.strip().splitlines()[0] if doc else ""
+    return descriptions
+
+
+def load_recipe(name_or_path, **options):
+    """A recipe instance from a built-in name or from a path to a user's `.py` file.
+
+    The module must define exactly one subclass of `Recipe`. `options` go to
+    its constructor.
+    """
+    if str(name_or_path).endswith(".py"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Recipe file {path} does not exist.")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        known = recipe_descriptions()
+        if name_or_path not in known:
+            raise ValueError(
+                f"Unknown recipe {name_or_path!r}. Available: {', '.join(sorted(known))}; "
+                "or pass the path of your own recipe file (my_recipe.py)."
+            )
+        module = importlib.import_module(f"keras_pretrain.recipes.{name_or_path}")
+    classes = [
+        obj
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, Recipe) and obj.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise ValueError(
+            f"{name_or_path} must define exactly one subclass of keras_pretrain.recipe.Recipe; "
+            f"found {len(classes)}."
+        )
+    return classes[0](**options)
+
