@@ -1,27 +1,27 @@
-"""Simple strong baselines that a pre-trained model has to beat."""
+"""Simple strong baselines that a pre-trained model has to beat, and linear probes."""
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 
-def logistic_regression(train, val, test, regularizations=(0.01, 0.1, 1.0, 10.0)):
+def fit_logistic_regression(train, val, regularizations=(0.01, 0.1, 1.0, 10.0)):
     """Multinomial logistic regression on feature matrices, its `C` chosen on `val`.
 
-    Each of `train`, `val`, `test` is `(features, labels)`; features are 2-D
-    (flatten and scale images first). Returns `(test_accuracy, best_C)`.
+    `train` and `val` are `(features, labels)` with 2-D features. Returns
+    `(model, C, val_accuracy)`; `model.coef_` and `model.intercept_` are the
+    weights of a linear layer, so a probe can be copied into a Keras head.
 
     Example:
-    >>> flat = lambda x: x.reshape(len(x), -1) / 255.0
-    >>> accuracy, C = logistic_regression((flat(xt), yt), (flat(xv), yv), (flat(xs), ys))
+    >>> model, C, val_accuracy = fit_logistic_regression((flatten_pixels(xt), yt), (flatten_pixels(xv), yv))
+    >>> test_accuracy = model.score(flatten_pixels(xs), ys)
     """
     best = None
     for C in regularizations:
-        model = LogisticRegression(C=C, max_iter=2000).fit(*train)
-        val_accuracy = model.score(*val)
-        if best is None or val_accuracy > best[0]:
-            best = (val_accuracy, C, model)
-    _, C, model = best
-    return float(model.score(*test)), C
+        model = LogisticRegression(C=C, max_iter=3000).fit(*train)
+        val_accuracy = float(model.score(*val))
+        if best is None or val_accuracy > best[2]:
+            best = (model, C, val_accuracy)
+    return best
 
 
 def flatten_pixels(images):

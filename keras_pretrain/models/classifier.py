@@ -32,6 +32,14 @@ class ImageClassifier(keras.Model):
         self.head_dropout = keras.layers.Dropout(dropout)
         self.head = keras.layers.Dense(num_classes, name="head")
 
+    def build(self, input_shape):
+        if not self.encoder.built:  # a deserialized or pre-trained encoder comes built
+            self.encoder.build(input_shape)
+        pooled_shape = (input_shape[0], self.encoder.hidden_dim)
+        self.head_norm.build(pooled_shape)
+        self.head.build(pooled_shape)
+        self.built = True
+
     def embed(self, images, training=False):
         """Pooled, normalised embeddings `(batch, hidden_dim)`: the input of the head."""
         return self.head_norm(ops.mean(self.encoder(images, training=training), axis=1))

@@ -72,7 +72,8 @@ class MaskedAutoencoder(keras.Model):
         self.decoder_pred = keras.layers.Dense(patch_pixels, name="decoder_pred")
 
     def build(self, input_shape):
-        self.encoder.build(input_shape)
+        if not self.encoder.built:  # a deserialized encoder comes built
+            self.encoder.build(input_shape)
         batch, num_patches = input_shape[0], self.encoder.num_patches
         self.decoder_embed.build((batch, num_patches, self.encoder.hidden_dim))
         decoder_shape = (batch, num_patches, self.decoder_dim)

@@ -1,0 +1,53 @@
+"""Shared fixtures. The backend is fixed per pytest run by KERAS_BACKEND."""
+
+import gzip
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+
+def write_idx(path, array):
+    """Write a uint8 array as a gzipped IDX file, the Fashion-MNIST format."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def synthetic_fashion_mnist(directory, train=400, test=100, seed=0):
+    """Four IDX files of learnable fake data: each class is a bright band at its own rows."""
+    rng = np.random.default_rng(seed)
+    for prefix, count in (("train", train), ("t10k", test)):
+        labels = np.arange(count) % 10
+        images = rng.integers(0, 60, (count, 28, 28), dtype=np.uint8)
+        for i, label in enumerate(labels):
+            images[i, 2 * label + 3 : 2 * label + 6, 4:24] = 230
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels.astype(np.uint8))
+    return directory
+
+
+@pytest.fixture(scope="session")
+def fashion_dir(tmp_path_factory):
+    return synthetic_fashion_mnist(tmp_path_factory.mktemp("fashion"))
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1)).astype("uint8")
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    keras.utils.set_random_seed(0)
+
+
+def run_python(code, backend=None, **kwargs):
+    """Run `python -c code` in a fresh process; return the CompletedProcess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, **kwargs)

@@ -1,0 +1,91 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_pretrain.export import ExportError, export_saved_model, next_version
+from keras_pretrain.export import saved_model as saved_model_module
+from keras_pretrain.models import ImageClassifier, ViTEncoder
+from tests.conftest import run_python
+
+CLASS_NAMES = ["zero", "one", "two"]
+
+
+@pytest.fixture
+def classifier(images):
+    model = ImageClassifier(ViTEncoder(patch_size=7, hidden_dim=16, depth=1, num_heads=2), 3, class_names=CLASS_NAMES)
+    model(images)
+    return model
+
+
+def test_export_serves_what_keras_computes_in_a_fresh_tensorflow_process(classifier, images, tmp_path):
+    path = export_saved_model(classifier, "clf", root=tmp_path, sample_images=images)
+    assert path == tmp_path / "clf" / "1" and (path / "saved_model.pb").is_file()
+    # An independent reload, with TensorFlow alone, at another batch size.
+    batch = np.concatenate([images, images[:3]])
+    np.save(tmp_path / "batch.npy", batch)
+    code = f"""
+import json, numpy as np, tensorflow as tf
+m = tf.saved_model.load({str(path)!r})
+x = tf.constant(np.load({str(tmp_path / 'batch.npy')!r}))
+out = m.signatures["serving_default"](images=x)
+emb = m.signatures["embed"](images=x)["embeddings"]
+print(json.dumps({{"p": out["probabilities"].numpy().tolist(), "i": out["class_index"].numpy().tolist(),
+  "n": [s.decode() for s in out["class_name"].numpy()], "e": emb.numpy().tolist(),
+  "dtype": m.signatures["serving_default"].structured_input_signature[1]["images"].dtype.name}}))
+"""
+    result = run_python(code, backend="tensorflow")
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.splitlines()[-1])
+    expected = ops.convert_to_numpy(ops.softmax(classifier(batch), axis=-1))
+    assert np.max(np.abs(np.array(served["p"]) - expected)) <= 1e-5
+    assert served["i"] == expected.argmax(-1).tolist()
+    assert served["n"] == [CLASS_NAMES[i] for i in served["i"]]
+    np.testing.assert_allclose(served["e"], ops.convert_to_numpy(classifier.embed(batch)), atol=1e-5)
+    assert served["dtype"] == "uint8"
+    report = classifier.export_report
+    assert set(report["signatures"]) >= {"serving_default", "classify", "embed"}
+    assert report["signatures"]["serving_default"]["inputs"]["images"] == {"dtype": "uint8", "shape": [None, 28, 28, 1]}
+    assert max(report["max_abs_diff"].values()) <= 1e-5
+
+
+def test_versions_count_up_and_existing_ones_are_never_overwritten(classifier, images, tmp_path):
+    assert next_version(tmp_path / "clf") == 1
+    first = export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:2])
+    second = export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:2])
+    assert (first.name, second.name) == ("1", "2")
+    with pytest.raises(ExportError, match="already exists"):
+        export_saved_model(classifier, "clf", root=tmp_path, version=1)
+
+
+def test_failed_verification_leaves_nothing(classifier, images, tmp_path, monkeypatch):
+    good = export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:2])
+    before = sorted(p.name for p in good.rglob("*"))
+
+    def broken(*args, **kwargs):
+        raise ExportError("injected verification failure")
+
+    monkeypatch.setattr(saved_model_module, "verify_in_fresh_process", broken)
+    with pytest.raises(ExportError, match="injected"):
+        export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:2])
+    assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["1"]  # no version 2, no staging dir
+    assert sorted(p.name for p in good.rglob("*")) == before
+
+
+def test_verification_catches_a_mismatch(classifier, images, tmp_path):
+    # A tolerance no real export can meet, forced below zero: verification must refuse.
+    with pytest.raises(ExportError, match="max abs diff"):
+        export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:2], atol=-1.0)
+    assert not any((tmp_path / "clf").iterdir())
+
+
+def test_unbuilt_model_and_unwritable_root_are_clear_errors(tmp_path, images, classifier):
+    unbuilt = ImageClassifier(ViTEncoder(patch_size=7, hidden_dim=16, depth=1, num_heads=2), 3)
+    with pytest.raises(ExportError, match="not built"):
+        export_saved_model(unbuilt, "clf", root=tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ExportError, match="Cannot write under"):
+        export_saved_model(classifier, "clf", root=blocker)
