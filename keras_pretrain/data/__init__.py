@@ -1,12 +1,8 @@
-"""Data sources and pipelines."""
+"""Data sources and pipelines: images (Fashion-MNIST), few-label splits, text corpora."""
 
 from keras_pretrain.data.fashion_mnist import DataNotFoundError, load_fashion_mnist, read_idx
 from keras_pretrain.data.splits import few_label_split
-
-__all__ = ["DataNotFoundError", "few_label_split", "load_fashion_mnist", "read_idx"]
-
-# Text corpora, WordPiece vocabularies and packed pipelines for masked language modeling.
-from keras_pretrain.data.text import (  # noqa: E402
+from keras_pretrain.data.text import (
     CorpusError,
     TextCorpus,
     packed_dataset,
@@ -14,10 +10,14 @@ from keras_pretrain.data.text import (  # noqa: E402
     train_word_piece_vocabulary,
 )
 
-__all__ += [
+__all__ = [
     "CorpusError",
+    "DataNotFoundError",
     "TextCorpus",
+    "few_label_split",
+    "load_fashion_mnist",
     "packed_dataset",
+    "read_idx",
     "train_word_piece_tokenizer",
     "train_word_piece_vocabulary",
 ]

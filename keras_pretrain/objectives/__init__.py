@@ -3,5 +3,4 @@
 from keras_pretrain.objectives.masked_autoencoder import MaskedAutoencoder
 from keras_pretrain.objectives.masked_language_model import MaskedLanguageModel
 
-__all__ = ["MaskedAutoencoder"]
-__all__ += ["MaskedLanguageModel"]
+__all__ = ["MaskedAutoencoder", "MaskedLanguageModel"]

@@ -1,5 +1,6 @@
 import json
 
+import keras
 import numpy as np
 import pytest
 
@@ -50,6 +51,8 @@ def test_smoke_run_writes_results_plots_and_export(tmp_path, fashion_dir):
     assert (tmp_path / "saved_models" / "mae_fashion_mnist" / "1" / "saved_model.pb").is_file()
     assert written["export_path"] == str(tmp_path / "saved_models" / "mae_fashion_mnist" / "1")
     assert written["export_max_abs_diff"] <= 1e-5
+    encoder = keras.saving.load_model(written["encoder_path"])  # the pre-trained encoder, reusable
+    assert encoder.hidden_dim == TINY_ENCODER["hidden_dim"]
     for plot in ("pretrain_loss.png", "reconstructions.png", "accuracies.png"):
         assert (tmp_path / "run" / plot).read_bytes()[:4] == b"\x89PNG"
 
