@@ -115,7 +115,7 @@ def export_model(args):
 
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"Model file {args.model} does not exist.")
-    model = keras.saving.load_model(args.model)
+    model = keras.saving.load_model(args.model, compile=False)
     path = export_saved_model(model, args.name, root=args.export_root, version=args.version)
     worst = max(model.export_report["max_abs_diff"].values())
     print(f"Exported {args.model} to {path} (verified in a fresh process: max abs diff {worst:.2g})")

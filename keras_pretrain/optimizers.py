@@ -3,6 +3,7 @@
 import keras
 
 
+@keras.saving.register_keras_serializable(package="keras_pretrain")
 class LayerDecayAdamW(keras.optimizers.AdamW):
     """AdamW whose learning rate is multiplied per variable by `lr_multipliers[variable.path]`.
 
@@ -20,6 +21,9 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
         super().build(var_list)
         # TensorFlow passes raw tf.Variables to update_step: index by position, not path.
         self._scales = [self.lr_multipliers.get(v.path, 1.0) for v in var_list]
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
 
     def update_step(self, gradient, variable, learning_rate):
         scale = self._scales[self._get_variable_index(variable)]

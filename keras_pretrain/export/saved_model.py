@@ -181,4 +181,5 @@ if __name__ == "__main__":  # python -m keras_pretrain.export.saved_model write 
     import keras_pretrain.models  # noqa: F401  (registers the classes the .keras file names)
 
     _, command, keras_file, out_dir = sys.argv
-    write_archive(keras.saving.load_model(keras_file), out_dir)
+    # Serving needs the weights, not the training state: skip the optimizer.
+    write_archive(keras.saving.load_model(keras_file, compile=False), out_dir)
