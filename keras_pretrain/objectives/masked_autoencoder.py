@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_pretrain.models.vit import PositionEmbedding, ViTEncoder, patchify, transformer_blocks, unpatchify
+from keras_pretrain.models.vit import PositionEmbedding, patchify, transformer_blocks, unpatchify
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_pretrain.models import ViTEncoder, patchify
+from keras_pretrain.models import ViTEncoder
 from keras_pretrain.objectives import MaskedAutoencoder
 
 
