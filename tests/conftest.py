@@ -51,3 +51,34 @@ def run_python(code, backend=None, **kwargs):
     if backend:
         env["KERAS_BACKEND"] = backend
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, **kwargs)
+
+
+WORDNET_WORDS = {  # lexicographer file number -> words its synthetic glosses are made of
+    4: "running jumping the act of moving quickly", 5: "a furry animal with four legs that barks",
+    6: "a metal tool made by people for cutting", 10: "a written message or spoken word in a language",
+    13: "a sweet food eaten at dinner with bread", 15: "a city region or place on the map near a river",
+    18: "a person who works as a teacher or doctor", 20: "a green plant with leaves and flowers that grows",
+    7: "a quality or attribute of being large",
+}
+
+
+def synthetic_wordnet(directory, per_category=12, seed=0):
+    """WordNet-format `data.{noun,verb,adj,adv}` files with learnable glosses: each category has its own words."""
+    rng = np.random.default_rng(seed)
+    header = "  1 This software and database is being provided to you, the LICENSEE, by  \n  2 Princeton University\n"
+    lines, offset = [], 0
+    for lex, words in WORDNET_WORDS.items():
+        words = words.split()
+        for i in range(per_category):
+            gloss = " ".join(rng.choice(words, 6)) + f' number {i}; "an example {i}"'
+            lines.append(f"{offset:08d} {lex:02d} n 01 thing{i} 0 000 | {gloss}  \n")
+            offset += 1
+    (directory / "data.noun").write_text(header + "".join(lines))
+    for pos, gloss in (("verb", "move fast on foot"), ("adj", "very large in size"), ("adv", "in a quick manner")):
+        (directory / f"data.{pos}").write_text(header + f"{offset:08d} 29 {pos[0]} 01 word 0 000 | {gloss}  \n")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def wordnet_dir(tmp_path_factory):
+    return synthetic_wordnet(tmp_path_factory.mktemp("wordnet"))
