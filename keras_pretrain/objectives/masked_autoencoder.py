@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_pretrain.distribute import replica_uniform, scale_loss_for_replicas
 from keras_pretrain.models.vit import PositionEmbedding, patchify, transformer_blocks, unpatchify
 
 
@@ -86,7 +87,7 @@ class MaskedAutoencoder(keras.Model):
         tokens = self.encoder.embed_patches(images)
         batch_size, num_patches, width = ops.shape(tokens)
         if noise is None:
-            noise = keras.random.uniform((batch_size, num_patches), seed=self.seed_generator)
+            noise = replica_uniform((batch_size, num_patches), seed=self.seed_generator)
         # Sorting uniform noise gives each sample its own random permutation; the
         # first num_visible patches of it stay visible.
         shuffle = ops.argsort(noise, axis=1)
@@ -122,7 +123,7 @@ class MaskedAutoencoder(keras.Model):
         mask = ops.cast(y_pred["mask"], "float32")
         error = ops.mean(ops.square(pixels - ops.cast(self.target_patches(x), "float32")), axis=-1)
         # The guard keeps a batch with no removed patch from giving NaN.
-        return ops.sum(error * mask) / ops.maximum(ops.sum(mask), 1.0)
+        return scale_loss_for_replicas(ops.sum(error * mask) / ops.maximum(ops.sum(mask), 1.0))
 
     def reconstruct(self, images, noise=None):
         """Masked inputs, reconstructions and originals as images in `[0, 1]`, for plotting.

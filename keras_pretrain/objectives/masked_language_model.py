@@ -6,6 +6,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_pretrain.distribute import replica_uniform, scale_loss_for_replicas
+
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 
 
@@ -213,9 +215,9 @@ class MaskedLanguageModel(keras.Model):
         special = ops.take(ops.convert_to_tensor(self._special), token_ids, axis=0)
         eligible = ops.logical_and(ops.not_equal(ops.cast(padding_mask, "int32"), 0), ops.logical_not(special))
         if noise is None:
-            noise = keras.random.uniform((batch_size, length), seed=self.seed_generator)
+            noise = replica_uniform((batch_size, length), seed=self.seed_generator)
         if corruption_noise is None:
-            corruption_noise = keras.random.uniform((batch_size, length, 2), seed=self.seed_generator)
+            corruption_noise = replica_uniform((batch_size, length, 2), seed=self.seed_generator)
         noise = ops.cast(noise, "float32")
         corruption_noise = ops.cast(corruption_noise, "float32")
 
@@ -320,8 +322,9 @@ class MaskedLanguageModel(keras.Model):
         losses = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
         correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
         self.masked_token_accuracy.update_state(correct, sample_weight=weights)
-        # The guard keeps a batch with no selected token from giving NaN.
-        return ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0)
+        # The guard keeps a batch with no selected token from giving NaN. Under data
+        # parallelism each replica averages over its own selected tokens.
+        return scale_loss_for_replicas(ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0))
 
     def get_config(self):
         return {

@@ -1,0 +1,117 @@
+"""Training runs the distribution tests start in fresh processes: `python -m tests.distribute.workers NAME OUT`.
+
+Each worker trains a tiny MAE and writes what the test compares (losses,
+weights, layouts) to `OUT` (`jax_devices`) or `OUT.<process id>.npz`
+(`data_parallel_run`). The backend, device count and
+process group come from the environment the test sets.
+"""
+
+import sys
+
+import keras
+import numpy as np
+
+from keras_pretrain import distribute
+from keras_pretrain.models import ViTEncoder
+from keras_pretrain.objectives import MaskedAutoencoder
+
+GLOBAL_BATCH = 16
+EPOCHS = 2
+
+
+def images(count=48):
+    return np.random.default_rng(0).integers(0, 256, (count, 28, 28, 1)).astype("uint8")
+
+
+def tiny_mae():
+    keras.utils.set_random_seed(0)
+    encoder = ViTEncoder(hidden_dim=32, depth=1, num_heads=2, mlp_ratio=2)
+    mae = MaskedAutoencoder(encoder, decoder_dim=16, decoder_depth=1, decoder_heads=2, seed=0)
+    mae.build((None, 28, 28, 1))
+    mae.compile(optimizer=keras.optimizers.SGD(0.5))
+    return mae
+
+
+def train(plan, x):
+    """Build, compile and fit under `plan`; return (model, per-epoch losses)."""
+    with plan.scope():
+        mae = tiny_mae()
+        history = mae.fit(**plan.fit_arguments(x, GLOBAL_BATCH, shuffle=False), epochs=EPOCHS, verbose=0)
+    return mae, np.array(history.history["loss"])
+
+
+def single_device_arguments(x):
+    """The global batches a distributed plan feeds, on one device (same order, remainder dropped)."""
+    import tensorflow as tf
+
+    return {"x": tf.data.Dataset.from_tensor_slices(x).batch(GLOBAL_BATCH, drop_remainder=True)}
+
+
+def train_single(x):
+    mae = tiny_mae()
+    history = mae.fit(**single_device_arguments(x), epochs=EPOCHS, verbose=0)
+    return mae, np.array(history.history["loss"])
+
+
+def flat_weights(model):
+    return np.concatenate([np.asarray(w, "float64").ravel() for w in model.get_weights()])
+
+
+def jax_devices(out):
+    """8 virtual CPU devices: DataParallel and ModelParallel against one device.
+
+    JAX steps see the global batch, so all three runs draw the very same masks
+    from the same seed: their losses and weights must agree to float precision.
+    """
+    x = images()
+    single, single_losses = train_single(x)
+    data_parallel = distribute.setup(data_parallel=True, devices=8)
+    dp, dp_losses = train(data_parallel, x)
+
+    model_parallel = distribute.setup(model_parallel=2, devices=8)
+    mp, mp_losses = train(model_parallel, x)
+    specs = {v.path: str(v.value.sharding.spec) for v in mp.weights if "block_0" in v.path and "kernel" in v.path}
+    shard_shapes = {
+        v.path: v.value.addressable_shards[0].data.shape for v in mp.weights if "block_0" in v.path and "kernel" in v.path
+    }
+    errors = []
+    for bad in (dict(model_parallel=3, devices=8), dict(data_parallel=True, num_processes=2), dict(data_parallel=True, devices=9)):
+        try:
+            distribute.setup(**bad)
+        except ValueError as error:
+            errors.append(str(error))
+    np.savez(
+        out,
+        single_losses=single_losses, dp_losses=dp_losses, mp_losses=mp_losses,
+        single_weights=flat_weights(single), dp_weights=flat_weights(dp), mp_weights=flat_weights(mp),
+        specs=np.array(sorted(specs.items())), shard_shapes=np.array(sorted((k, str(v)) for k, v in shard_shapes.items())),
+        errors=np.array(errors), describe=np.array([data_parallel.describe(), model_parallel.describe()]),
+    )
+
+
+def data_parallel_run(out):
+    """One process of a multi-process run (JAX processes, torch ranks) or TF on 2 logical CPUs."""
+    plan = distribute.setup(data_parallel=True, devices=2 if keras.backend.backend() == "tensorflow" else None)
+    x = images()
+    model, losses = train(plan, x)
+    results = dict(losses=losses, weights=flat_weights(model), rank=plan.process_id, replicas=plan.num_replicas,
+                   describe=plan.describe())
+    if keras.backend.backend() == "tensorflow":
+        # Each MirroredVariable holds one copy per device: stack them per replica.
+        copies = [w.value.values for w in model.weights]
+        results["replica_weights"] = np.array(
+            [np.concatenate([np.asarray(c[i], "float64").ravel() for c in copies]) for i in range(plan.num_replicas)]
+        )
+    # The one-device comparison (JAX's is in `jax_devices`), run by the chief after the group is done.
+    if plan.is_chief and keras.backend.backend() != "jax":
+        if keras.backend.backend() == "torch":
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        single, single_losses = train_single(x)
+        results.update(single_losses=single_losses, single_weights=flat_weights(single))
+    np.savez(f"{out}.{plan.process_id}.npz", **results)
+
+
+if __name__ == "__main__":
+    {"jax_devices": jax_devices, "data_parallel_run": data_parallel_run}[sys.argv[1]](sys.argv[2])
