@@ -33,8 +33,8 @@ def build_parser():
         description="Run a built-in recipe by name, or your own recipe file (a .py defining one Recipe subclass).",
     )
     run.add_argument("recipe", help="A recipe name (see `keras-pretrain recipes`) or a path to a .py file.")
-    run.add_argument("--labels-per-class", type=int, default=10, metavar="K",
-                     help="Labelled examples per class for fine-tuning (default 10).")
+    run.add_argument("--labels-per-class", type=int, metavar="K",
+                     help="Labelled examples per class for fine-tuning (default: the recipe's).")
     run.add_argument("--pretrain-epochs", type=int, metavar="N", help="Pre-training epochs (default: the recipe's).")
     run.add_argument("--output", metavar="DIR", help="Where results.json and plots go (default runs/RECIPE).")
     run.add_argument("--export-root", default="saved_models", metavar="DIR",
@@ -93,9 +93,7 @@ def list_recipes(args):
 def run_recipe(args):
     from keras_pretrain.recipe import load_recipe
 
-    recipe = load_recipe(
-        args.recipe,
-        labels_per_class=args.labels_per_class,
+    options = dict(
         pretrain_epochs=args.pretrain_epochs,
         output_dir=args.output,
         export_root=args.export_root,
@@ -103,6 +101,9 @@ def run_recipe(args):
         seed=args.seed,
         quick=args.quick,
     )
+    if args.labels_per_class is not None:
+        options["labels_per_class"] = args.labels_per_class
+    recipe = load_recipe(args.recipe, **options)
     recipe.run()
     return 0
 

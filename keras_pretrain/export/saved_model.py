@@ -1,11 +1,16 @@
 """Verified, atomic SavedModel export in TF Serving layout, from every backend.
 
-`export_saved_model` writes `ROOT/NAME/VERSION/` with three signatures:
+`export_saved_model` writes `ROOT/NAME/VERSION/` with three signatures, on
+the model's raw input (any batch size): uint8 images for an
+`ImageClassifier`, UTF-8 strings for a model with a `preprocess` method
+(`TextClassifier`, whose tokenizer goes inside the SavedModel):
 
-- `serving_default`: raw uint8 images of any batch size -> `probabilities`,
-  `class_index` and `class_name`;
+- `serving_default`: raw inputs -> `probabilities`, `class_index` and `class_name`;
 - `classify`: the same without the strings;
 - `embed`: the encoder's pooled embeddings.
+
+A text model also gets `classify_token_ids` and `embed_token_ids`, the same
+on token ids, for clients that tokenize themselves.
 
 It writes into a temporary directory beside the target, reloads the result in
 a fresh process with TensorFlow alone, compares every signature with the Keras
@@ -47,9 +52,9 @@ def next_version(model_dir):
     return max(versions, default=0) + 1
 
 
-def serving_outputs(model, images):
-    """What the `classify` and `embed` signatures must return, from the Keras model."""
-    embeddings = model.embed(images)
+def serving_outputs(model, features):
+    """What the `classify` and `embed` signatures must return, from the Keras model's input `features`."""
+    embeddings = model.embed(features)
     probabilities = ops.softmax(model.head(embeddings), axis=-1)
     return {
         "probabilities": probabilities,
@@ -58,52 +63,100 @@ def serving_outputs(model, images):
     }
 
 
-def write_archive(model, path):
-    """Write `model`'s serving signatures as a SavedModel at `path` (TF or JAX backend)."""
+def takes_text(model):
+    """Whether the SavedModel takes strings: the model has a `preprocess` method from strings to its inputs."""
+    return hasattr(model, "preprocess")
+
+
+def serving_input_spec(model):
+    """The raw input of every serving signature: strings `(batch,)` for a text model, else uint8 images."""
     import tensorflow as tf
 
+    if takes_text(model):
+        return tf.TensorSpec((None,), tf.string, name="texts")
     encoder = model.encoder
-    spec = tf.TensorSpec((None, encoder.image_size, encoder.image_size, encoder.channels), tf.uint8, name="images")
+    return tf.TensorSpec((None, encoder.image_size, encoder.image_size, encoder.channels), tf.uint8, name="images")
+
+
+def default_samples(model):
+    """Inputs to verify an export with when none are given: 8 random images, or a few strings."""
+    if takes_text(model):
+        return np.array([text.encode() for text in ("", "a short text", "café and naïve words " * 20)])
+    encoder = model.encoder
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (8, encoder.image_size, encoder.image_size, encoder.channels)).astype("uint8")
+
+
+def write_archive(model, path):
+    """Write `model`'s serving signatures as a SavedModel at `path` (TF or JAX backend).
+
+    The model's own computation is added as Keras endpoints (converted by
+    jax2tf on JAX); for a text model those take token ids, and `tf.function`s
+    that run the tokenizer first wrap them, since jax2tf cannot convert
+    string ops.
+    """
+    import tensorflow as tf
+
+    raw_spec = serving_input_spec(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    classify = archive.add_endpoint(
-        "classify",
-        lambda images: {k: v for k, v in serving_outputs(model, images).items() if k != "embeddings"},
-        input_signature=[spec],
-    )
-    archive.add_endpoint("embed", lambda images: {"embeddings": model.embed(images)}, input_signature=[spec])
+    classify_fn = lambda features: {k: v for k, v in serving_outputs(model, features).items() if k != "embeddings"}
+    embed_fn = lambda features: {"embeddings": model.embed(features)}
+    if takes_text(model):
+        archive.track(model.preprocessor)
+        feature_spec = {  # the preprocessor's outputs, any batch size
+            name: tf.TensorSpec((None, *value.shape[1:]), tf.int32, name=name)
+            for name, value in model.preprocess(tf.constant([""])).items()
+        }
+        classify_ids = archive.add_endpoint("classify_token_ids", classify_fn, input_signature=[feature_spec])
+        embed_ids = archive.add_endpoint("embed_token_ids", embed_fn, input_signature=[feature_spec])
+        as_ids = lambda texts: {k: tf.cast(v, tf.int32) for k, v in model.preprocess(texts).items()}
+        classify = tf.function(lambda texts: classify_ids(as_ids(texts)), input_signature=[raw_spec])
+        embed = tf.function(lambda texts: embed_ids(as_ids(texts)), input_signature=[raw_spec])
+        archive.add_endpoint("classify", classify)
+        archive.add_endpoint("embed", embed)
+    else:
+        classify = archive.add_endpoint("classify", classify_fn, input_signature=[raw_spec])
+        archive.add_endpoint("embed", embed_fn, input_signature=[raw_spec])
     names = model.class_names or [str(i) for i in range(model.num_classes)]
     class_names = tf.constant(names)
 
-    @tf.function(input_signature=[spec])
-    def serve(images):
-        outputs = classify(images)
+    @tf.function(input_signature=[raw_spec])
+    def serve(inputs):
+        outputs = classify(inputs)
         return {**outputs, "class_name": tf.gather(class_names, outputs["class_index"])}
 
     archive.add_endpoint("serving_default", serve)
     archive.write_out(str(path), verbose=False)
 
 
-def export_saved_model(model, name, root="saved_models", version=None, sample_images=None, atol=1e-5):
-    """Export a built `ImageClassifier` to `root/name/version/` and verify it; return the path.
+def export_saved_model(
+    model, name, root="saved_models", version=None, samples=None, atol=1e-5, sample_images=None
+):
+    """Export a built classifier to `root/name/version/` and verify it; return the path.
 
     Args:
-        model: a built classifier with `encoder`, `embed`, `head`, `class_names`.
+        model: a built `ImageClassifier` or `TextClassifier` (anything with
+            `embed`, `head`, `class_names`, and an image `encoder` or a
+            `preprocess` method from strings).
         name: the model's folder name under `root`.
         root: the TF Serving model base path.
         version: an integer; default the next free one. An existing version is
             an error, never overwritten.
-        sample_images: uint8 images to verify with; default 8 random ones.
+        samples: raw inputs to verify with (uint8 images, or strings for a
+            text model); default `default_samples(model)`.
         atol: largest absolute difference allowed between the reloaded
             SavedModel and the Keras model, on every output.
+        sample_images: the former name of `samples`.
 
     Example:
-    >>> path = export_saved_model(classifier, "mae_fashion_mnist", sample_images=x_test[:64])
+    >>> path = export_saved_model(classifier, "mae_fashion_mnist", samples=x_test[:64])
     >>> str(path)
     'saved_models/mae_fashion_mnist/1'
+    >>> export_saved_model(text_classifier, "bert_wordnet", samples=test_glosses[:200])
     """
     if not getattr(model, "built", False) or not model.weights:
-        raise ExportError("The model is not built: call it on a batch of images (or fit it) before exporting.")
+        raise ExportError("The model is not built: call it on a batch of inputs (or fit it) before exporting.")
     model_dir = Path(root) / name
     version = next_version(model_dir) if version is None else int(version)
     if version < 1:
@@ -117,13 +170,16 @@ def export_saved_model(model, name, root="saved_models", version=None, sample_im
     except OSError as error:
         raise ExportError(f"Cannot write under {model_dir}: {error}. Choose a writable export root.") from error
 
-    encoder = model.encoder
-    if sample_images is None:
-        rng = np.random.default_rng(0)
-        sample_images = rng.integers(0, 256, (8, encoder.image_size, encoder.image_size, encoder.channels))
-    sample_images = np.asarray(sample_images, dtype="uint8")
-    model(sample_images[:1])  # on JAX, predict alone does not mark a model as called
-    expected = {k: ops.convert_to_numpy(v) for k, v in serving_outputs(model, sample_images).items()}
+    samples = sample_images if samples is None else samples
+    if samples is None:
+        samples = default_samples(model)
+    if takes_text(model):
+        samples = np.array([s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in samples])
+        features = model.preprocess(samples.tolist())
+    else:
+        samples = features = np.asarray(samples, dtype="uint8")
+    model(features)  # on JAX, predict alone does not mark a model as called
+    expected = {k: ops.convert_to_numpy(v) for k, v in serving_outputs(model, features).items()}
 
     work = staging / "work"
     saved_model = staging / "saved_model"
@@ -133,8 +189,9 @@ def export_saved_model(model, name, root="saved_models", version=None, sample_im
             _write_archive_in_subprocess(model, work, saved_model)
         else:
             write_archive(model, saved_model)
-        np.savez(work / "samples.npz", images=sample_images, **expected)
-        report = verify_in_fresh_process(saved_model, work / "samples.npz", atol=atol)
+        np.save(work / "inputs.npy", samples)
+        np.savez(work / "expected.npz", **expected)
+        report = verify_in_fresh_process(saved_model, work / "inputs.npy", work / "expected.npz", atol=atol)
         os.replace(saved_model, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -160,14 +217,14 @@ def _write_archive_in_subprocess(model, work, saved_model):
     _run_module(["keras_pretrain.export.saved_model", "write", keras_file, saved_model], backend="tensorflow")
 
 
-def verify_in_fresh_process(saved_model, samples, atol=1e-5):
-    """Reload `saved_model` with TensorFlow alone in a new process and compare with `samples`.
+def verify_in_fresh_process(saved_model, inputs, expected, atol=1e-5):
+    """Reload `saved_model` with TensorFlow alone in a new process; feed it `inputs` (.npy), compare with `expected` (.npz).
 
     Returns the report: signatures with their inputs and outputs, and the
     largest absolute difference per output. Raises `ExportError` if any output
     differs by more than `atol`, a predicted class differs, or a signature is missing.
     """
-    report = json.loads(_run_module(["keras_pretrain.export.verify", saved_model, samples]).splitlines()[-1])
+    report = json.loads(_run_module(["keras_pretrain.export.verify", saved_model, inputs, expected]).splitlines()[-1])
     problems = [f"missing signature {s}" for s in SIGNATURES if s not in report["signatures"]]
     problems += [f"{output}: max abs diff {diff:.3g} > {atol}" for output, diff in report["max_abs_diff"].items() if diff > atol]
     if not report["same_class_index"]:

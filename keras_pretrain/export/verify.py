@@ -1,10 +1,12 @@
 """Reload a SavedModel with TensorFlow alone and compare it with expected outputs.
 
-Run as `python -m keras_pretrain.export.verify SAVED_MODEL SAMPLES.npz`; it
-prints one JSON line: the signatures (inputs and outputs with dtypes and
-shapes, as `saved_model_cli show` reports them) and the largest absolute
-difference per output. It imports nothing of Keras on purpose: it sees what
-a TF Serving process would see.
+Run as `python -m keras_pretrain.export.verify SAVED_MODEL INPUTS.npy EXPECTED.npz`;
+it feeds the raw inputs (images or UTF-8 strings) to every signature that
+takes one input and prints one JSON line: the signatures (inputs and outputs
+with dtypes and shapes, as `saved_model_cli show` reports them) and the
+largest absolute difference per output. It imports nothing of Keras on
+purpose: it sees what a TF Serving process would see. Signatures on token
+ids (text models) are checked through the string signatures that call them.
 """
 
 import json
@@ -12,6 +14,11 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+
+try:  # registers the tokenizer ops a string-in SavedModel uses, as TF Serving builds with them
+    import tensorflow_text  # noqa: F401
+except ImportError:
+    pass
 
 
 def describe_signatures(loaded):
@@ -26,14 +33,16 @@ def describe_signatures(loaded):
     }
 
 
-def compare(saved_model, samples):
+def compare(saved_model, inputs, expected):
     loaded = tf.saved_model.load(str(saved_model))
-    expected = dict(np.load(samples))
-    images = tf.constant(expected.pop("images"))
+    inputs = tf.constant(np.load(inputs))
+    expected = dict(np.load(expected))
     diffs, same_class_index = {}, True
     for name, fn in loaded.signatures.items():
-        (input_name,) = fn.structured_input_signature[1]
-        outputs = fn(**{input_name: images})
+        specs = fn.structured_input_signature[1]
+        if len(specs) != 1:
+            continue
+        outputs = fn(**{next(iter(specs)): inputs})
         for key, value in outputs.items():
             if key in expected:
                 diff = float(np.max(np.abs(value.numpy().astype("float64") - expected[key])))
@@ -44,4 +53,4 @@ def compare(saved_model, samples):
 
 
 if __name__ == "__main__":
-    print(json.dumps(compare(sys.argv[1], sys.argv[2])))
+    print(json.dumps(compare(*sys.argv[1:4])))
