@@ -6,6 +6,8 @@ imports keras, because keras fixes its backend at import.
     keras-pretrain recipes
     keras-pretrain run mae_fashion_mnist --backend jax --labels-per-class 10
     keras-pretrain run path/to/my_recipe.py --quick
+    keras-pretrain run mae_fashion_mnist --backend jax --data-parallel --devices 8
+    torchrun --nproc_per_node 2 -m keras_pretrain.cli run mae_fashion_mnist --backend torch --data-parallel
 """
 
 import argparse
@@ -42,6 +44,21 @@ def build_parser():
     run.add_argument("--data-dir", metavar="DIR", help="A directory holding the recipe's data set.")
     run.add_argument("--seed", type=int, default=0, help="Seed of the label draw and the models (default 0).")
     run.add_argument("--quick", action="store_true", help="A smoke run of about a minute on a slice of the data.")
+    scaling = run.add_argument_group(
+        "distributed pre-training", "See the README's multi-device section for launching on each backend."
+    )
+    scaling.add_argument("--data-parallel", action="store_true",
+                         help="Replicate the model on every device and split each global batch.")
+    scaling.add_argument("--model-parallel", type=int, default=1, metavar="N",
+                         help="JAX: also shard attention and MLP kernels over groups of N devices.")
+    scaling.add_argument("--devices", type=int, metavar="N",
+                         help="Devices to use (default all; on CPU, JAX and TensorFlow get N virtual devices).")
+    scaling.add_argument("--coordinator-address", metavar="HOST:PORT",
+                         help="JAX multi-host: process 0's address (else $KERAS_DISTRIBUTION_JOB_ADDRESSES).")
+    scaling.add_argument("--num-processes", type=int, metavar="N",
+                         help="JAX multi-host: process count (else $KERAS_DISTRIBUTION_NUM_PROCESSES).")
+    scaling.add_argument("--process-id", type=int, metavar="I",
+                         help="JAX multi-host: this process's index (else $KERAS_DISTRIBUTION_PROCESS_ID).")
 
     export = commands.add_parser(
         "export", parents=[backend], help="Export a saved classifier (.keras) as a verified SavedModel.",
@@ -73,11 +90,34 @@ def main(argv=None):
         print(f"error: KERAS_BACKEND={os.environ['KERAS_BACKEND']!r} is not one of {', '.join(BACKENDS)}.",
               file=sys.stderr)
         return 2
+    if getattr(args, "devices", None) and os.environ.get("KERAS_BACKEND") == "jax":
+        force_host_devices(args.devices)
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def force_host_devices(count):
+    """Let JAX on CPU show `count` devices; GPU and TPU hosts ignore it. Must precede importing JAX."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def distribution_plan(args):
+    """The `DistributionPlan` the run's flags ask for (one device without them); checked before any data loads."""
+    from keras_pretrain.distribute import setup
+
+    return setup(
+        data_parallel=args.data_parallel,
+        model_parallel=args.model_parallel,
+        devices=args.devices,
+        coordinator_address=args.coordinator_address,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
 
 
 def list_recipes(args):
@@ -100,6 +140,7 @@ def run_recipe(args):
         data_dir=args.data_dir,
         seed=args.seed,
         quick=args.quick,
+        distribution=distribution_plan(args),
     )
     if args.labels_per_class is not None:
         options["labels_per_class"] = args.labels_per_class

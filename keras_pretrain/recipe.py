@@ -33,6 +33,11 @@ class Recipe:
         data_dir: a directory holding the data set, instead of searching for it.
         seed: seed of the label draw and of every model.
         verbose: 1 shows progress bars, 0 is silent.
+        distribution: a `keras_pretrain.distribute.DistributionPlan` for
+            pre-training on several devices or hosts (default: one device).
+            Only its chief process logs; recipes build and `fit` their
+            pre-training model in `distribution.scope()`, feed it
+            `distribution.fit_arguments(...)`, and leave the rest to the chief.
     """
 
     name = None
@@ -47,6 +52,7 @@ class Recipe:
         data_dir=None,
         seed=0,
         verbose=1,
+        distribution=None,
     ):
         if labels_per_class is None or labels_per_class < 1:
             raise ValueError(f"labels_per_class must be at least 1; got {labels_per_class}.")
@@ -59,7 +65,12 @@ class Recipe:
         self.quick = quick
         self.data_dir = data_dir
         self.seed = seed
-        self.verbose = verbose
+        if distribution is None:
+            from keras_pretrain.distribute.plan import DistributionPlan
+
+            distribution = DistributionPlan()
+        self.distribution = distribution
+        self.verbose = verbose if distribution.is_chief else 0
 
     def run(self):
         """Pre-train, fine-tune, compare, export; return the results dict."""
@@ -74,6 +85,8 @@ class Recipe:
         import keras  # not at the top: listing recipes must not import keras
 
         results = {"recipe": self.name, "backend": keras.backend.backend(), **results}
+        if self.distribution.distributed:
+            results["distribution"] = self.distribution.describe()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / "results.json"
         path.write_text(json.dumps(results, indent=2) + "\n")

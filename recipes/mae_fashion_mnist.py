@@ -168,10 +168,17 @@ class MaeFashionMnist(Recipe):
             f"{len(data.train[1])} labels for fine-tuning, {len(data.val[1])} for validation, "
             f"{len(data.test[1])} test images"
         )
-        mae = self.pretrain_model(num_images=len(data.unlabeled))
-        start = time.time()
-        history = mae.fit(data.unlabeled, batch_size=self.pretrain_batch_size, epochs=self.epochs, verbose=self.verbose)
+        with self.distribution.scope():
+            mae = self.pretrain_model(num_images=len(data.unlabeled))
+            start = time.time()
+            history = mae.fit(
+                **self.distribution.fit_arguments(data.unlabeled, self.pretrain_batch_size, seed=self.seed),
+                epochs=self.epochs,
+                verbose=self.verbose,
+            )
         pretrain_seconds = time.time() - start
+        if not self.distribution.is_chief:
+            return None  # only pre-training is distributed; the chief does the rest
         losses = history.history["loss"]
         mae.encoder.save(self.output_dir / "encoder.keras")
         plots.plot_loss_curve(losses, self.output_dir / "pretrain_loss.png")
