@@ -103,11 +103,11 @@ def write_archive(model, path):
     classify_fn = lambda features: {k: v for k, v in serving_outputs(model, features).items() if k != "embeddings"}
     embed_fn = lambda features: {"embeddings": model.embed(features)}
     if takes_text(model):
-        archive.track(model.preprocessor)
-        feature_spec = {  # the preprocessor's outputs, any batch size
+        feature_spec = {  # the preprocessor's outputs, any batch size; the call also builds a reloaded one
             name: tf.TensorSpec((None, *value.shape[1:]), tf.int32, name=name)
             for name, value in model.preprocess(tf.constant([""])).items()
         }
+        archive.track(model.preprocessor)
         classify_ids = archive.add_endpoint("classify_token_ids", classify_fn, input_signature=[feature_spec])
         embed_ids = archive.add_endpoint("embed_token_ids", embed_fn, input_signature=[feature_spec])
         as_ids = lambda texts: {k: tf.cast(v, tf.int32) for k, v in model.preprocess(texts).items()}

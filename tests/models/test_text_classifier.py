@@ -41,7 +41,7 @@ def test_fits_raw_strings_through_its_preprocessor_and_round_trips(tmp_path):
         optimizer=make_adamw(classifier, 3e-3, total_steps=60, layer_decay=0.8),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"],
     )
-    history = classifier.fit(classifier.preprocess(texts), labels, batch_size=8, epochs=30, verbose=0)
+    history = classifier.fit(classifier.preprocess(texts), labels, batch_size=16, epochs=30, verbose=0)
     assert history.history["accuracy"][-1] == 1.0
     probabilities = classifier.classify_texts(["a cats", "green leafs"])
     assert probabilities.shape == (2, 2) and np.allclose(probabilities.sum(-1), 1.0, atol=1e-5)
