@@ -35,11 +35,11 @@ class TorchPlan(DistributionPlan):
         missing = [name for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
         if missing and not dist.is_initialized():
             raise ValueError(f"Data parallelism on torch needs {', '.join(missing)}: {TORCHRUN_HINT}.")
-        world_size = int(os.environ.get("WORLD_SIZE", 1))
+        world_size = dist.get_world_size() if dist.is_initialized() else int(os.environ["WORLD_SIZE"])
         if devices is not None and devices != world_size:
             raise ValueError(f"devices={devices} but torchrun started {world_size} processes: {TORCHRUN_HINT}.")
         if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         self.engine = f"torch.distributed ({dist.get_backend()})"
