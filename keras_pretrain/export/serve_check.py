@@ -70,10 +70,10 @@ def predict(loaded, request, signature_name="serving_default"):
 
 
 def sample_request(loaded, signature_name="serving_default", count=2):
-    """A request of `count` all-zero instances shaped like the signature's input."""
+    """A request of `count` all-zero (or empty-string) instances shaped like the signature's input."""
     specs = loaded.signatures[signature_name].structured_input_signature[1]
-    instance = {name: np.zeros([d or 1 for d in spec.shape.as_list()[1:]], dtype=spec.dtype.as_numpy_dtype).tolist()
-                for name, spec in specs.items()}
+    zeros = lambda spec: np.zeros([d or 1 for d in spec.shape.as_list()[1:]], dtype=spec.dtype.as_numpy_dtype)
+    instance = {name: "" if spec.dtype.name == "string" else zeros(spec).tolist() for name, spec in specs.items()}
     return {"instances": [instance] * count}
 
 
