@@ -68,6 +68,8 @@ def build_parser():
     export.add_argument("--name", required=True, help="The model's folder name under the export root.")
     export.add_argument("--export-root", default="saved_models", metavar="DIR", help="Default saved_models.")
     export.add_argument("--version", type=int, help="Version number (default: the next free one).")
+    export.add_argument("--onnx", metavar="FILE.onnx",
+                        help="Also write an ONNX graph (image classifiers), verified with onnxruntime.")
 
     check = commands.add_parser(
         "serve-check", help="Print an export's signatures and answer a TF Serving REST request locally.",
@@ -161,6 +163,12 @@ def export_model(args):
     path = export_saved_model(model, args.name, root=args.export_root, version=args.version)
     worst = max(model.export_report["max_abs_diff"].values())
     print(f"Exported {args.model} to {path} (verified in a fresh process: max abs diff {worst:.2g})")
+    if args.onnx:
+        from keras_pretrain.export.onnx import export_onnx
+
+        onnx_path = export_onnx(model, args.onnx)
+        worst = max(model.onnx_report["max_abs_diff"].values())
+        print(f"Exported {args.model} to {onnx_path} (verified with onnxruntime: max abs diff {worst:.2g})")
     return 0
 
 

@@ -201,7 +201,8 @@ def export_saved_model(
     return target
 
 
-def _run_module(args, backend=None):
+def run_module(args, backend=None):
+    """Run `python -m ARGS` in a fresh process (under `backend` if given); its stdout, or `ExportError` with its stderr."""
     env = dict(os.environ)
     if backend:
         env["KERAS_BACKEND"] = backend
@@ -214,7 +215,7 @@ def _run_module(args, backend=None):
 def _write_archive_in_subprocess(model, work, saved_model):
     keras_file = work / "model.keras"
     model.save(keras_file)
-    _run_module(["keras_pretrain.export.saved_model", "write", keras_file, saved_model], backend="tensorflow")
+    run_module(["keras_pretrain.export.saved_model", "write", keras_file, saved_model], backend="tensorflow")
 
 
 def verify_in_fresh_process(saved_model, inputs, expected, atol=1e-5):
@@ -224,7 +225,7 @@ def verify_in_fresh_process(saved_model, inputs, expected, atol=1e-5):
     largest absolute difference per output. Raises `ExportError` if any output
     differs by more than `atol`, a predicted class differs, or a signature is missing.
     """
-    report = json.loads(_run_module(["keras_pretrain.export.verify", saved_model, inputs, expected]).splitlines()[-1])
+    report = json.loads(run_module(["keras_pretrain.export.verify", saved_model, inputs, expected]).splitlines()[-1])
     problems = [f"missing signature {s}" for s in SIGNATURES if s not in report["signatures"]]
     problems += [f"{output}: max abs diff {diff:.3g} > {atol}" for output, diff in report["max_abs_diff"].items() if diff > atol]
     if not report["same_class_index"]:

@@ -7,19 +7,8 @@ from keras import ops
 from keras_pretrain.export import ExportError, export_saved_model, next_version
 from keras_pretrain.export import saved_model as saved_model_module
 from keras_pretrain.models import ImageClassifier, ViTEncoder
-from keras_pretrain.optimizers import make_adamw
 from tests.conftest import run_python
-
-CLASS_NAMES = ["zero", "one", "two"]
-
-
-@pytest.fixture
-def classifier(images):
-    model = ImageClassifier(ViTEncoder(patch_size=7, hidden_dim=16, depth=1, num_heads=2), 3, class_names=CLASS_NAMES)
-    model(images)
-    # Compiled as fine-tuning compiles it: the torch route must not need the optimizer class.
-    model.compile(optimizer=make_adamw(model, 1e-3, total_steps=10, layer_decay=0.75), loss="mse")
-    return model
+from tests.export.conftest import CLASS_NAMES
 
 
 def test_export_serves_what_keras_computes_in_a_fresh_tensorflow_process(classifier, images, tmp_path):
