@@ -100,6 +100,49 @@ class Recipe:
             self.log(f"  {model:<{width}}  {100 * accuracy:6.2f}%")
 
 
+    def compare(self, baseline, scratch, finetuned, probe, validation, evaluate, title, plot_title):
+        """Evaluate every model once on the test split, print the table, plot it; return the result keys.
+
+        `baseline` is `(name, test_accuracy)`; `scratch`, `finetuned` and
+        `probe` are Keras classifiers; `validation` maps "scratch",
+        "fine-tune" and "linear probe" to validation accuracies, which alone
+        decide the recipe's answer: whichever use of the pre-trained encoder
+        wins on validation. `evaluate(model)` gives a test accuracy.
+        Returns `(chosen_model, results)`, `results` holding the accuracy
+        keys of `results.json`.
+        """
+        import keras
+
+        from keras_pretrain import plots
+
+        protocol = "fine-tune" if validation["fine-tune"] >= validation["linear probe"] else "linear probe"
+        baseline_name, baseline_accuracy = baseline
+        accuracies = {
+            f"logistic regression ({baseline_name})": baseline_accuracy,
+            "scratch": evaluate(scratch),
+            "pre-trained, fine-tuned": evaluate(finetuned),
+            "pre-trained, linear probe": evaluate(probe),
+        }
+        chosen = accuracies["pre-trained, fine-tuned" if protocol == "fine-tune" else "pre-trained, linear probe"]
+        self.print_table(
+            {**accuracies, f"pre-trained ({protocol}, chosen on validation)": chosen},
+            f"Test accuracy, {title} ({keras.backend.backend()})",
+        )
+        self.log(f"  gain over scratch: {100 * (chosen - accuracies['scratch']):+.2f} points; "
+                 f"over logistic regression: {100 * (chosen - baseline_accuracy):+.2f} points")
+        plots.plot_accuracies(accuracies, self.output_dir / "accuracies.png", title=plot_title)
+        results = {
+            "baseline_accuracy": baseline_accuracy,
+            "scratch_accuracy": accuracies["scratch"],
+            "finetune_accuracy": accuracies["pre-trained, fine-tuned"],
+            "probe_accuracy": accuracies["pre-trained, linear probe"],
+            "pretrained_accuracy": chosen,
+            "pretrained_protocol": protocol,
+            "validation_accuracy": validation,
+        }
+        return (finetuned if protocol == "fine-tune" else probe), results
+
+
 def recipe_descriptions():
     """`{name: first docstring line}` of the built-in recipes, without importing them."""
     import keras_pretrain.recipes as package

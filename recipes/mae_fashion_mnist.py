@@ -195,38 +195,18 @@ class MaeFashionMnist(Recipe):
         scratch_val, scratch = self.select_on_validation("scratch", data, self.scratch_grid)
         probe_val, probe = self.linear_probe(mae.encoder, data)
         finetune_val, finetuned = self.select_on_validation("fine-tune", data, self.finetune_grid, mae.encoder, probe)
-        # The default protocol is whichever use of the pre-trained encoder wins on validation.
-        protocol, pretrained = ("fine-tune", finetuned) if finetune_val >= probe_val else ("linear probe", probe)
-
-        accuracies = {
-            "logistic regression (pixels)": baseline_accuracy,
-            "scratch": evaluate(scratch),
-            "pre-trained, fine-tuned": evaluate(finetuned),
-            "pre-trained, linear probe": evaluate(probe),
-        }
-        pretrained_accuracy = accuracies["pre-trained, fine-tuned" if protocol == "fine-tune" else "pre-trained, linear probe"]
-        self.print_table(
-            {**accuracies, f"pre-trained ({protocol}, chosen on validation)": pretrained_accuracy},
-            f"Test accuracy, {self.labels_per_class} labels per class ({keras.backend.backend()})",
+        pretrained, comparison = self.compare(
+            ("pixels", baseline_accuracy), scratch, finetuned, probe,
+            {"scratch": scratch_val, "fine-tune": finetune_val, "linear probe": probe_val}, evaluate,
+            f"{self.labels_per_class} labels per class", f"Fashion-MNIST, {self.labels_per_class} labels per class",
         )
-        self.log(f"  gain over scratch: {100 * (pretrained_accuracy - accuracies['scratch']):+.2f} points; "
-                 f"over logistic regression: {100 * (pretrained_accuracy - baseline_accuracy):+.2f} points")
-        plots.plot_accuracies(accuracies, self.output_dir / "accuracies.png",
-                              title=f"Fashion-MNIST, {self.labels_per_class} labels per class")
-
         finetune_seconds = time.time() - start - pretrain_seconds
         export_path = export_saved_model(pretrained, self.name, root=self.export_root, samples=data.test[0][:64])
-        self.log(f"Exported {protocol} classifier to {export_path}")
+        self.log(f"Exported {comparison['pretrained_protocol']} classifier to {export_path}")
         results = {
             "labels_per_class": self.labels_per_class,
-            "baseline_accuracy": baseline_accuracy,
+            **comparison,
             "baseline_C": baseline_C,
-            "scratch_accuracy": accuracies["scratch"],
-            "finetune_accuracy": accuracies["pre-trained, fine-tuned"],
-            "probe_accuracy": accuracies["pre-trained, linear probe"],
-            "pretrained_accuracy": pretrained_accuracy,
-            "pretrained_protocol": protocol,
-            "validation_accuracy": {"scratch": scratch_val, "fine-tune": finetune_val, "linear probe": probe_val},
             "pretrain_epochs": self.epochs,
             "pretrain_final_loss": losses[-1],
             "pretrain_seconds": pretrain_seconds,
