@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_pretrain.models.text_backbone import sequence_output
+
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
 class TextClassifier(keras.Model):
@@ -50,16 +52,8 @@ class TextClassifier(keras.Model):
 
     def embed(self, inputs, training=False):
         """Pooled, normalised embeddings `(batch, hidden_dim)`: the input of the head."""
-        padding_mask = ops.cast(inputs["padding_mask"], "int32")
-        backbone_inputs = {"token_ids": ops.cast(inputs["token_ids"], "int32"), "padding_mask": padding_mask}
-        if "segment_ids" in self.backbone.input:
-            segment_ids = inputs.get("segment_ids")
-            backbone_inputs["segment_ids"] = (
-                ops.zeros_like(padding_mask) if segment_ids is None else ops.cast(segment_ids, "int32")
-            )
-        hidden = self.backbone(backbone_inputs, training=training)
-        if isinstance(hidden, dict):
-            hidden = hidden["sequence_output"]
+        padding_mask = inputs["padding_mask"]
+        hidden = sequence_output(self.backbone, inputs["token_ids"], padding_mask, inputs.get("segment_ids"), training)
         weights = ops.cast(padding_mask, hidden.dtype)[..., None]
         pooled = ops.sum(hidden * weights, axis=1) / ops.maximum(ops.sum(weights, axis=1), 1.0)
         return self.head_norm(pooled)

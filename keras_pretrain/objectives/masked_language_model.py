@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform, scale_loss_for_replicas
+from keras_pretrain.models.text_backbone import sequence_output
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 
@@ -293,16 +294,9 @@ class MaskedLanguageModel(keras.Model):
 
     def call(self, inputs, noise=None, corruption_noise=None, training=False):
         masked = self.mask_tokens(inputs["token_ids"], inputs["padding_mask"], noise, corruption_noise)
-        padding_mask = ops.cast(inputs["padding_mask"], "int32")
-        backbone_inputs = {"token_ids": masked["token_ids"], "padding_mask": padding_mask}
-        if "segment_ids" in self._backbone_input_names():
-            segment_ids = inputs.get("segment_ids")
-            backbone_inputs["segment_ids"] = (
-                ops.zeros_like(padding_mask) if segment_ids is None else ops.cast(segment_ids, "int32")
-            )
-        hidden = self.backbone(backbone_inputs, training=training)
-        if isinstance(hidden, dict):
-            hidden = hidden["sequence_output"]
+        hidden = sequence_output(
+            self.backbone, masked["token_ids"], inputs["padding_mask"], inputs.get("segment_ids"), training
+        )
         return {
             "logits": self.predict_tokens(hidden, masked["positions"]),
             "positions": masked["positions"],
@@ -310,10 +304,6 @@ class MaskedLanguageModel(keras.Model):
             "targets": masked["targets"],
             "token_ids": masked["token_ids"],
         }
-
-    def _backbone_input_names(self):
-        inputs = getattr(self.backbone, "input", None)
-        return set(inputs) if isinstance(inputs, dict) else {"token_ids", "padding_mask"}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         logits = ops.cast(y_pred["logits"], "float32")
