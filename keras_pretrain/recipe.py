@@ -100,6 +100,27 @@ class Recipe:
             self.log(f"  {model:<{width}}  {100 * accuracy:6.2f}%")
 
 
+    def compile_classifier(self, classifier, learning_rate, layer_decay, weight_decay, num_labels, head=None):
+        """Compile a built classifier for `self.finetune_epochs` over `num_labels` examples; return it.
+
+        `head` (a classifier, typically the linear probe) gives the starting
+        head: linear probing then fine-tuning (LP-FT) keeps a random head from
+        wrecking pre-trained features on few labels.
+        """
+        import keras
+
+        from keras_pretrain.optimizers import make_adamw
+
+        if head is not None:
+            classifier.head.set_weights(head.head.get_weights())
+        steps = self.finetune_epochs * -(-num_labels // self.finetune_batch_size)
+        classifier.compile(
+            optimizer=make_adamw(classifier, learning_rate, steps, weight_decay=weight_decay, layer_decay=layer_decay),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        return classifier
+
     def compare(self, baseline, scratch, finetuned, probe, validation, evaluate, title, plot_title):
         """Evaluate every model once on the test split, print the table, plot it; return the result keys.
 

@@ -170,16 +170,8 @@ class BertWordnet(Recipe):
         preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=self.sequence_length)
         classifier = TextClassifier(backbone, len(CLASS_NAMES), class_names=CLASS_NAMES, preprocessor=preprocessor)
         classifier.build(None)
-        if head is not None:
-            classifier.head.set_weights(head.head.get_weights())
         num_labels = num_labels or self.labels_per_class * len(CLASS_NAMES)
-        steps = self.finetune_epochs * -(-num_labels // self.finetune_batch_size)
-        classifier.compile(
-            optimizer=make_adamw(classifier, learning_rate, steps, weight_decay=0.01, layer_decay=layer_decay),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        return classifier
+        return self.compile_classifier(classifier, learning_rate, layer_decay, 0.01, num_labels, head)
 
     def linear_probe(self, backbone, tokenizer, features):
         """Logistic regression on the frozen backbone's pooled embeddings, as a `TextClassifier`.

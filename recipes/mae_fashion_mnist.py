@@ -120,16 +120,8 @@ class MaeFashionMnist(Recipe):
         encoder = encoder.copy() if encoder is not None else self.new_encoder()
         classifier = ImageClassifier(encoder, num_classes=len(CLASS_NAMES), class_names=CLASS_NAMES)
         classifier.build((None, 28, 28, 1))
-        if head is not None:
-            classifier.head.set_weights(head.head.get_weights())
         num_labels = num_labels or self.labels_per_class * len(CLASS_NAMES)
-        steps = self.finetune_epochs * -(-num_labels // self.finetune_batch_size)
-        classifier.compile(
-            optimizer=make_adamw(classifier, learning_rate, steps, weight_decay=0.05, layer_decay=layer_decay),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        return classifier
+        return self.compile_classifier(classifier, learning_rate, layer_decay, 0.05, num_labels, head)
 
     def linear_probe(self, encoder, data):
         """Logistic regression on the frozen encoder's pooled embeddings, as a Keras classifier.
