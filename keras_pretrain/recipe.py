@@ -100,6 +100,21 @@ class Recipe:
             self.log(f"  {model:<{width}}  {100 * accuracy:6.2f}%")
 
 
+    def fit_best_on_validation(self, label, grid, new_model, train, val):
+        """Fit `new_model(learning_rate, layer_decay)` for each grid point; keep the best on validation.
+
+        `train` and `val` are `(inputs, labels)`. Returns `(val_accuracy, model)`.
+        """
+        best = None
+        for learning_rate, layer_decay in grid:
+            model = new_model(learning_rate, layer_decay)
+            model.fit(*train, batch_size=self.finetune_batch_size, epochs=self.finetune_epochs, verbose=0)
+            val_accuracy = model.evaluate(*val, batch_size=256, verbose=0)[1]
+            self.log(f"  {label}: lr {learning_rate:g}, layer decay {layer_decay} -> val {100 * val_accuracy:.2f}%")
+            if best is None or val_accuracy > best[0]:
+                best = (val_accuracy, model)
+        return best
+
     def compile_classifier(self, classifier, learning_rate, layer_decay, weight_decay, num_labels, head=None):
         """Compile a built classifier for `self.finetune_epochs` over `num_labels` examples; return it.
 

@@ -192,16 +192,9 @@ class BertWordnet(Recipe):
 
     def select_on_validation(self, label, features, grid, tokenizer, backbone=None, head=None):
         """Train one classifier per grid point; keep the best on validation."""
-        best = None
-        train, val = features["train"], features["val"]
-        for learning_rate, layer_decay in grid:
-            model = self.finetune_model(backbone, tokenizer, learning_rate, layer_decay, head, num_labels=len(train[1]))
-            model.fit(*train, batch_size=self.finetune_batch_size, epochs=self.finetune_epochs, verbose=0)
-            val_accuracy = model.evaluate(*val, batch_size=256, verbose=0)[1]
-            self.log(f"  {label}: lr {learning_rate:g}, layer decay {layer_decay} -> val {100 * val_accuracy:.2f}%")
-            if best is None or val_accuracy > best[0]:
-                best = (val_accuracy, model)
-        return best
+        train = features["train"]
+        new_model = lambda lr, decay: self.finetune_model(backbone, tokenizer, lr, decay, head, num_labels=len(train[1]))
+        return self.fit_best_on_validation(label, grid, new_model, train, features["val"])
 
     def run(self):
         start = time.time()

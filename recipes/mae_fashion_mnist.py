@@ -144,15 +144,8 @@ class MaeFashionMnist(Recipe):
 
     def select_on_validation(self, label, data, grid, encoder=None, head=None):
         """Train one classifier per grid point; keep the best on validation."""
-        best = None
-        for learning_rate, layer_decay in grid:
-            model = self.finetune_model(encoder, learning_rate, layer_decay, head, num_labels=len(data.train[1]))
-            model.fit(*data.train, batch_size=self.finetune_batch_size, epochs=self.finetune_epochs, verbose=0)
-            val_accuracy = model.evaluate(*data.val, batch_size=500, verbose=0)[1]
-            self.log(f"  {label}: lr {learning_rate:g}, layer decay {layer_decay} -> val {100 * val_accuracy:.2f}%")
-            if best is None or val_accuracy > best[0]:
-                best = (val_accuracy, model)
-        return best
+        new_model = lambda lr, decay: self.finetune_model(encoder, lr, decay, head, num_labels=len(data.train[1]))
+        return self.fit_best_on_validation(label, grid, new_model, data.train, data.val)
 
     def run(self):
         data = self.load_data()
