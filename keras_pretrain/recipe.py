@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import json
 import pkgutil
+import time
 from pathlib import Path
 
 
@@ -135,6 +136,24 @@ class Recipe:
             metrics=["accuracy"],
         )
         return classifier
+
+    def export_classifier(self, classifier, samples, protocol):
+        """Export `classifier` as a verified SavedModel under `export_root`; return the export keys of `results.json`.
+
+        `samples` are raw inputs (images or strings) the fresh-process check
+        runs through every signature.
+        """
+        from keras_pretrain.export import export_saved_model
+
+        start = time.time()
+        path = export_saved_model(classifier, self.name, root=self.export_root, samples=samples)
+        seconds = time.time() - start
+        megabytes = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+        max_abs_diff = max(classifier.export_report["max_abs_diff"].values())
+        self.log(f"Exported the {protocol} classifier to {path} in {seconds:.0f} s ({megabytes:.1f} MB); "
+                 f"fresh-process TensorFlow reload: same labels, max abs diff {max_abs_diff:.2g}")
+        return {"export_path": str(path), "export_seconds": seconds, "export_megabytes": megabytes,
+                "export_max_abs_diff": max_abs_diff}
 
     def compare(self, baseline, scratch, finetuned, probe, validation, evaluate, title, plot_title):
         """Evaluate every model once on the test split, print the table, plot it; return the result keys.

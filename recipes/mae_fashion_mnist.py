@@ -28,7 +28,6 @@ from keras_pretrain import plots
 from keras_pretrain.baselines import fit_logistic_regression, flatten_pixels
 from keras_pretrain.data import few_label_split, load_fashion_mnist
 from keras_pretrain.data.fashion_mnist import CLASS_NAMES
-from keras_pretrain.export import export_saved_model
 from keras_pretrain.models import ImageClassifier, ViTEncoder
 from keras_pretrain.objectives import MaskedAutoencoder
 from keras_pretrain.optimizers import make_adamw
@@ -186,8 +185,7 @@ class MaeFashionMnist(Recipe):
             f"{self.labels_per_class} labels per class", f"Fashion-MNIST, {self.labels_per_class} labels per class",
         )
         finetune_seconds = time.time() - start - pretrain_seconds
-        export_path = export_saved_model(pretrained, self.name, root=self.export_root, samples=data.test[0][:64])
-        self.log(f"Exported {comparison['pretrained_protocol']} classifier to {export_path}")
+        export = self.export_classifier(pretrained, data.test[0][:64], comparison["pretrained_protocol"])
         results = {
             "labels_per_class": self.labels_per_class,
             **comparison,
@@ -197,10 +195,8 @@ class MaeFashionMnist(Recipe):
             "pretrain_seconds": pretrain_seconds,
             "pretrain_images_per_second": self.epochs * len(data.unlabeled) / pretrain_seconds,
             "finetune_seconds": finetune_seconds,
-            "export_seconds": time.time() - start - pretrain_seconds - finetune_seconds,
             "encoder_path": str(self.output_dir / "encoder.keras"),
-            "export_path": str(export_path),
-            "export_max_abs_diff": max(pretrained.export_report["max_abs_diff"].values()),
+            **export,
             "quick": self.quick,
         }
         path = self.write_results(results)

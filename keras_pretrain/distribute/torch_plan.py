@@ -18,8 +18,9 @@ class TorchPlan(DistributionPlan):
     Processes come from `torchrun` (which sets `RANK`, `WORLD_SIZE`,
     `LOCAL_RANK`, `MASTER_ADDR`, `MASTER_PORT`); the group uses nccl on GPUs
     and gloo on CPU. Keras's torch trainer stays as is: the plan's callback
-    broadcasts rank 0's weights when `fit` starts and averages every gradient
-    over the ranks as backward produces it, so replicas stay identical. Each
+    broadcasts rank 0's weights when `fit` starts and averages every step's
+    gradients over the ranks before the optimizer applies them, so replicas
+    stay identical. Each
     rank trains on its slice of every global batch; epoch logs are averaged
     over ranks.
 
@@ -41,7 +42,8 @@ class TorchPlan(DistributionPlan):
         if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            # Gradients travel on the GPU (nccl); epoch logs are small CPU tensors (gloo).
+            dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
         self.engine = f"torch.distributed ({dist.get_backend()})"
         super().__init__(dist.get_world_size(), 1, dist.get_world_size(), dist.get_rank())
 
@@ -63,27 +65,34 @@ class TorchPlan(DistributionPlan):
 class AverageGradients(keras.callbacks.Callback):
     """Keeps torch ranks identical under plain `model.fit`.
 
-    On train begin: broadcast rank 0's variables (seed generator states too)
-    and hook every trainable parameter so that, as soon as backward has
-    accumulated its gradient, the gradient is all-reduced and divided by the
-    world size; Keras's optimizer then applies the averaged gradients. On
-    epoch end: average the logged metrics over ranks. On train end: remove
-    the hooks.
+    On train begin: broadcast rank 0's model and optimizer variables (seed
+    generator states and a restored optimizer state too), and wrap the
+    optimizer's `apply` so that each step's gradients are averaged over the
+    ranks in one all-reduce before Keras applies them. A gradient missing
+    (None) on some ranks counts as zeros there; one missing on every rank
+    stays None, as Keras expects. On epoch end: average the logged metrics
+    over ranks. On train end: unwrap the optimizer.
+
+    Put it first among `fit`'s callbacks: callbacks before it see one rank's
+    epoch logs (an `EarlyStopping` there could stop ranks apart). Per-batch
+    logs are the rank's own. Not kept in sync after the broadcast: state a
+    layer updates outside the optimizer (BatchNorm moving statistics; the
+    package's models have none), and Keras dropout draws the same mask
+    pattern on every rank.
     """
 
     def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
         with torch.no_grad():
-            for variable in self.model.variables:
+            for variable in [*self.model.variables, *optimizer.variables]:
                 dist.broadcast(variable.value.data, src=0)
-        world_size = dist.get_world_size()
+        apply = optimizer.apply
 
-        def average(parameter):
-            dist.all_reduce(parameter.grad)
-            parameter.grad.div_(world_size)
+        def apply_averaged(gradients, trainable_variables=None):
+            variables = self.model.trainable_variables if trainable_variables is None else trainable_variables
+            return apply(average_over_ranks(gradients, variables), trainable_variables)
 
-        self.hooks = [
-            variable.value.register_post_accumulate_grad_hook(average) for variable in self.model.trainable_variables
-        ]
+        optimizer.apply = apply_averaged  # an instance attribute: `del` restores the class's method
 
     def on_epoch_end(self, epoch, logs=None):
         if not logs:
@@ -95,5 +104,24 @@ class AverageGradients(keras.callbacks.Callback):
             logs[name] = value
 
     def on_train_end(self, logs=None):
-        for hook in self.hooks:
-            hook.remove()
+        vars(self.model.optimizer).pop("apply", None)
+
+
+def average_over_ranks(gradients, variables):
+    """Gradients averaged over all ranks in one flat float32 all-reduce.
+
+    The flat buffer also counts, per variable, the ranks that had a gradient,
+    so a variable no rank computed a gradient for stays None.
+    """
+    present = [g is not None for g in gradients]
+    parts = [(g if g is not None else torch.zeros_like(v.value)).reshape(-1).float() for g, v in zip(gradients, variables)]
+    counts = torch.tensor(present, dtype=torch.float32, device=parts[0].device)
+    flat = torch.cat([*parts, counts])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    chunks = flat.split([p.numel() for p in parts] + [len(parts)])
+    any_rank = chunks[-1] > 0
+    return [
+        chunk.view_as(v.value).to(v.value.dtype) if any_rank[i] else None
+        for i, (chunk, v) in enumerate(zip(chunks[:-1], variables))
+    ]

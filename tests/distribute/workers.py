@@ -23,19 +23,19 @@ def images(count=48):
     return np.random.default_rng(0).integers(0, 256, (count, 28, 28, 1)).astype("uint8")
 
 
-def tiny_mae():
-    keras.utils.set_random_seed(0)
+def tiny_mae(seed=0):
+    keras.utils.set_random_seed(seed)
     encoder = ViTEncoder(hidden_dim=32, depth=1, num_heads=2, mlp_ratio=2)
-    mae = MaskedAutoencoder(encoder, decoder_dim=16, decoder_depth=1, decoder_heads=2, seed=0)
+    mae = MaskedAutoencoder(encoder, decoder_dim=16, decoder_depth=1, decoder_heads=2, seed=seed)
     mae.build((None, 28, 28, 1))
     mae.compile(optimizer=keras.optimizers.SGD(0.5))
     return mae
 
 
-def train(plan, x):
+def train(plan, x, seed=0):
     """Build, compile and fit under `plan`; return (model, per-epoch losses)."""
     with plan.scope():
-        mae = tiny_mae()
+        mae = tiny_mae(seed)
         history = mae.fit(**plan.fit_arguments(x, GLOBAL_BATCH, shuffle=False), epochs=EPOCHS, verbose=0)
     return mae, np.array(history.history["loss"])
 
@@ -93,7 +93,8 @@ def data_parallel_run(out):
     """One process of a multi-process run (JAX processes, torch ranks) or TF on 2 logical CPUs."""
     plan = distribute.setup(data_parallel=True, devices=2 if keras.backend.backend() == "tensorflow" else None)
     x = images()
-    model, losses = train(plan, x)
+    # Torch ranks start from different weights and mask seeds: only rank 0's broadcast makes them agree.
+    model, losses = train(plan, x, seed=plan.process_id if keras.backend.backend() == "torch" else 0)
     results = dict(losses=losses, weights=flat_weights(model), rank=plan.process_id, replicas=plan.num_replicas,
                    describe=plan.describe())
     if keras.backend.backend() == "tensorflow":

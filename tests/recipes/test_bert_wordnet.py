@@ -21,7 +21,7 @@ def tiny_recipe(tmp_path, data_dir, **options):
         output_dir=tmp_path / "run", export_root=tmp_path / "saved_models", **options,
     )
     # The smoke run tests the pipeline, not the model size.
-    recipe.backbone_config = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, dropout=0.0)
+    recipe.backbone_config = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32)
     recipe.sequence_length, recipe.vocabulary_size, recipe.vocabulary_sample_every = 32, 200, 1
     recipe.pretrain_batch_size, recipe.finetune_epochs = 16, 3
     recipe.val_per_class, recipe.test_per_class = 2, 3
@@ -55,6 +55,8 @@ def test_recipe_hands_out_the_tokenizer_packed_data_and_compiled_models(tmp_path
     classifier = recipe.finetune_model(mlm.backbone, tokenizer)
     assert classifier.class_names[:2] == ["artifact", "person"] and classifier.optimizer is not None
     assert classifier.backbone is not mlm.backbone  # fine-tuning works on a copy
+    # Pre-training runs without dropout; the fine-tuning copy gets it back.
+    assert mlm.backbone.get_config()["dropout"] == 0.0 and classifier.backbone.get_config()["dropout"] == 0.1
     features = recipe.token_ids(data.train[0], tokenizer)
     assert features["token_ids"].shape == (16, 32)
 
