@@ -126,6 +126,27 @@ def test_torch_two_gloo_ranks_under_torchrun_match_one_process(tmp_path):
     np.testing.assert_allclose(chief["weights"], chief["single_weights"], atol=1e-5)
 
 
+@pytest.mark.skipif(BACKEND != "torch", reason="averages torch gradients of Keras variables: torch backend only")
+def test_torch_gradient_average_keeps_missing_gradients_missing_and_dtypes():
+    import torch
+    import torch.distributed as dist
+
+    from keras_pretrain.distribute.torch_plan import average_over_ranks
+
+    # A one-rank group in this process; destroyed after, so later tests see no group.
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    try:
+        variables = [keras.Variable(np.zeros((2, 3), "float32")), keras.Variable(np.zeros(4, "float16")),
+                     keras.Variable(np.zeros(2, "float32"))]
+        gradients = [torch.arange(6, dtype=torch.float32).reshape(2, 3), torch.full((4,), 0.5, dtype=torch.float16), None]
+        averaged = average_over_ranks(gradients, variables)
+    finally:
+        dist.destroy_process_group()
+    np.testing.assert_array_equal(averaged[0].numpy(), np.arange(6).reshape(2, 3))
+    assert averaged[1].dtype == torch.float16 and averaged[1].tolist() == [0.5] * 4
+    assert averaged[2] is None  # no rank had a gradient: Keras's optimizer must still see None
+
+
 def test_global_batch_must_split_over_replicas():
     images = np.zeros((40, 28, 28, 1), "uint8")
     plan = DistributionPlan(num_replicas=4)
