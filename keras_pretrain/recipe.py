@@ -100,7 +100,6 @@ class Recipe:
         for model, accuracy in accuracies.items():
             self.log(f"  {model:<{width}}  {100 * accuracy:6.2f}%")
 
-
     def fit_best_on_validation(self, label, grid, new_model, train, val):
         """Fit `new_model(learning_rate, layer_decay)` for each grid point; keep the best on validation.
 

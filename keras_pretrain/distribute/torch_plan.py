@@ -20,9 +20,8 @@ class TorchPlan(DistributionPlan):
     and gloo on CPU. Keras's torch trainer stays as is: the plan's callback
     broadcasts rank 0's weights when `fit` starts and averages every step's
     gradients over the ranks before the optimizer applies them, so replicas
-    stay identical. Each
-    rank trains on its slice of every global batch; epoch logs are averaged
-    over ranks.
+    stay identical. Each rank trains on its slice of every global batch;
+    epoch logs are averaged over ranks.
 
     Example (in a script started by `torchrun --nproc_per_node=2 train.py`):
     >>> plan = TorchPlan()
@@ -92,7 +91,7 @@ class AverageGradients(keras.callbacks.Callback):
             variables = self.model.trainable_variables if trainable_variables is None else trainable_variables
             return apply(average_over_ranks(gradients, variables), trainable_variables)
 
-        optimizer.apply = apply_averaged  # an instance attribute: `del` restores the class's method
+        optimizer.apply = apply_averaged  # an instance attribute: removing it restores the class's method
 
     def on_epoch_end(self, epoch, logs=None):
         if not logs:
