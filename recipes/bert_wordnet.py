@@ -63,8 +63,8 @@ class BertWordnet(Recipe):
     """Masked language modeling on WordNet glosses; see the module docstring."""
 
     name = "bert_wordnet"
-    vocabulary_size = 6000
-    vocabulary_sample_every = 4
+    vocabulary_size = 6000  # an upper bound: on every 8th gloss the learner stops at 3,583 tokens
+    vocabulary_sample_every = 8
     sequence_length = 64  # glosses: median 11 words, 99th percentile 37
     backbone_config = dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)
     # No dropout while pre-training: a few epochs cannot overfit, and dropout costs ~15% of
@@ -72,10 +72,12 @@ class BertWordnet(Recipe):
     pretrain_dropout = 0.0
     finetune_dropout = 0.1
     mlm_config = dict(mask_rate=0.2)
-    default_pretrain_epochs = 2
+    # Downstream accuracy still climbs with pre-training steps at this budget (linear probe:
+    # 41% after 1,200 steps, 47% after 2,360, 52-53% after 3,000-4,000), so the budget goes here.
+    default_pretrain_epochs = 3
     pretrain_batch_size = 32  # more, smaller steps learn faster than 64 per token seen
     pretrain_learning_rate = 2e-3
-    finetune_epochs = 40
+    finetune_epochs = 30
     finetune_batch_size = 16
     val_per_class = 50
     test_per_class = 300
@@ -214,7 +216,8 @@ class BertWordnet(Recipe):
         )
         mlm = self.pretrain_model(tokenizer, num_sequences=len(sequences["token_ids"]))
         pretrain_start = time.time()
-        history = mlm.fit(sequences, batch_size=self.pretrain_batch_size, epochs=self.epochs, verbose=self.verbose)
+        # One log line per epoch: a per-step progress bar makes JAX wait for every step (~10% slower).
+        history = mlm.fit(sequences, batch_size=self.pretrain_batch_size, epochs=self.epochs, verbose=2 * self.verbose)
         pretrain_seconds = time.time() - pretrain_start
         losses = history.history["loss"]
         masked_token_accuracy = float(
