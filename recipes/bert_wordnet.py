@@ -216,7 +216,7 @@ class BertWordnet(Recipe):
         )
         mlm = self.pretrain_model(tokenizer, num_sequences=len(sequences["token_ids"]))
         pretrain_start = time.time()
-        # One log line per epoch: a per-step progress bar makes JAX wait for every step (~10% slower).
+        # One log line per epoch: a per-step progress bar makes JAX wait for every step to finish.
         history = mlm.fit(sequences, batch_size=self.pretrain_batch_size, epochs=self.epochs, verbose=2 * self.verbose)
         pretrain_seconds = time.time() - pretrain_start
         losses = history.history["loss"]
