@@ -5,6 +5,7 @@ from keras_pretrain.data.splits import few_label_split
 from keras_pretrain.data.text import (
     CorpusError,
     TextCorpus,
+    bucketed_dataset,
     packed_dataset,
     train_word_piece_tokenizer,
     train_word_piece_vocabulary,
@@ -15,6 +16,7 @@ __all__ = [
     "CorpusError",
     "DataNotFoundError",
     "TextCorpus",
+    "bucketed_dataset",
     "few_label_split",
     "find_wordnet",
     "gloss_corpus",

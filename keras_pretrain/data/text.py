@@ -263,6 +263,21 @@ def train_word_piece_tokenizer(corpus, vocabulary_size, lowercase=True, strip_ac
     )
 
 
+def _framing_token_ids(corpus, tokenizer, sequence_length):
+    """Check what framing sequences as `[CLS] ... [SEP]` needs; return the ids of [CLS], [SEP] and [PAD]."""
+    if sequence_length < MIN_SEQUENCE_LENGTH:
+        raise ValueError(
+            f"sequence_length {sequence_length} is too small: it must be at least {MIN_SEQUENCE_LENGTH} "
+            "([CLS] and [SEP] take two positions)."
+        )
+    index = {token: i for i, token in enumerate(tokenizer.get_vocabulary())}
+    missing = [token for token in ("[CLS]", "[SEP]", "[PAD]") if token not in index]
+    if missing:
+        raise ValueError(f"The tokenizer's vocabulary lacks {missing}, which framing sequences as [CLS] ... [SEP] needs.")
+    corpus.check_not_empty()
+    return index["[CLS]"], index["[SEP]"], index["[PAD]"]
+
+
 def packed_dataset(
     corpus,
     tokenizer,
@@ -288,18 +303,8 @@ def packed_dataset(
     >>> data = packed_dataset(corpus, tokenizer, sequence_length=64, batch_size=16)
     >>> mlm.fit(data, epochs=3)
     """
-    if sequence_length < MIN_SEQUENCE_LENGTH:
-        raise ValueError(
-            f"sequence_length {sequence_length} is too small: it must be at least {MIN_SEQUENCE_LENGTH} "
-            "([CLS] and [SEP] take two positions)."
-        )
-    index = {token: i for i, token in enumerate(tokenizer.get_vocabulary())}
-    missing = [token for token in ("[CLS]", "[SEP]", "[PAD]") if token not in index]
-    if missing:
-        raise ValueError(f"The tokenizer's vocabulary lacks {missing}, which packing needs.")
-    corpus.check_not_empty()
+    cls_id, sep_id, pad_id = _framing_token_ids(corpus, tokenizer, sequence_length)
     piece_length = sequence_length - 2
-    cls_id, sep_id, pad_id = index["[CLS]"], index["[SEP]"], index["[PAD]"]
 
     def tokenize(texts):
         tokens = tf.cast(tokenizer(texts), tf.int32)
@@ -321,3 +326,65 @@ def packed_dataset(
     if shuffle_buffer:
         sequences = sequences.shuffle(shuffle_buffer, seed=seed)
     return sequences.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def bucketed_dataset(
+    corpus,
+    tokenizer,
+    sequence_length=128,
+    batch_size=32,
+    bucket_widths=None,
+    shuffle_buffer=1024,
+    seed=None,
+    drop_remainder=False,
+    documents_per_read=256,
+    cache=False,
+):
+    """A streaming `tf.data` pipeline of one document per sequence, batched by length, for `MaskedLanguageModel.fit`.
+
+    For corpora of short, unrelated documents (definitions, titles, queries),
+    where packing would make the model attend across documents and a
+    downstream task sees one document at a time. Each document becomes
+    `[CLS] tokens [SEP]`, truncated to `sequence_length`; batches hold
+    documents of similar length, padded to the smallest of `bucket_widths`
+    (default: multiples of 16 up to `sequence_length`) that fits the longest,
+    so padding stays small and there are few batch shapes (JAX compiles once
+    per shape). Batches are dicts of int32 `token_ids`, `padding_mask` and
+    `segment_ids`, as from `packed_dataset`. Documents are shuffled within a
+    `shuffle_buffer` (0 keeps corpus order) before bucketing.
+    `drop_remainder=True` drops each bucket's last partial batch. With
+    `cache=True` the tokenized documents stay in memory after the first pass,
+    so later passes (epochs) skip tokenization; for corpora that fit.
+
+    Example:
+    >>> data = bucketed_dataset(corpus, tokenizer, sequence_length=64, batch_size=32, bucket_widths=(16, 32, 64))
+    >>> mlm.fit(data, epochs=3)
+    """
+    cls_id, sep_id, pad_id = _framing_token_ids(corpus, tokenizer, sequence_length)
+    widths = sorted(set(bucket_widths or range(16, sequence_length, 16)) | {sequence_length})
+    if widths[0] < 2 or widths[-1] > sequence_length:
+        raise ValueError(f"bucket_widths must lie between 2 and sequence_length={sequence_length}; got {bucket_widths}.")
+
+    def tokenize(texts):
+        return tf.cast(tokenizer(texts), tf.int32)[:, : sequence_length - 2]
+
+    def frame(tokens):
+        token_ids = tf.concat([[cls_id], tokens, [sep_id]], axis=0)
+        return {"token_ids": token_ids, "padding_mask": tf.ones_like(token_ids), "segment_ids": tf.zeros_like(token_ids)}
+
+    documents = corpus.dataset().batch(documents_per_read).map(tokenize).unbatch().map(frame)
+    if cache:
+        documents = documents.cache()
+    if shuffle_buffer:
+        documents = documents.shuffle(shuffle_buffer, seed=seed)
+    # Boundaries are exclusive and pad_to_bucket_boundary pads to a boundary minus one; no
+    # document is longer than the last width, so the bucket past it stays empty.
+    batches = documents.bucket_by_sequence_length(
+        lambda document: tf.shape(document["token_ids"])[0],
+        bucket_boundaries=[width + 1 for width in widths],
+        bucket_batch_sizes=[batch_size] * (len(widths) + 1),
+        padding_values={"token_ids": pad_id, "padding_mask": 0, "segment_ids": 0},
+        pad_to_bucket_boundary=True,
+        drop_remainder=drop_remainder,
+    )
+    return batches.prefetch(tf.data.AUTOTUNE)

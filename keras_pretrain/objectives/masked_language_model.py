@@ -194,12 +194,13 @@ class MaskedLanguageModel(keras.Model):
         self.built = True
 
     def num_predictions(self, sequence_length):
-        """Prediction slots per sequence for inputs of `sequence_length` tokens."""
+        """Prediction slots per sequence for inputs of `sequence_length` tokens (a tensor if that is one)."""
         if self.max_predictions is None:
-            if sequence_length is None:
-                raise ValueError("The sequence length is not static: pass max_predictions explicitly.")
+            if not isinstance(sequence_length, int):
+                # A length known only when the graph runs (TensorFlow, batches of several widths).
+                return ops.cast(ops.ceil(ops.cast(sequence_length, "float32") * self.mask_rate), "int32")
             return math.ceil(sequence_length * self.mask_rate)
-        if sequence_length is not None and self.max_predictions > sequence_length:
+        if isinstance(sequence_length, int) and self.max_predictions > sequence_length:
             raise ValueError(f"max_predictions {self.max_predictions} exceeds the sequence length {sequence_length}.")
         return self.max_predictions
 
@@ -212,7 +213,7 @@ class MaskedLanguageModel(keras.Model):
         """
         token_ids = ops.cast(token_ids, "int32")
         batch_size, length = ops.shape(token_ids)
-        slots = self.num_predictions(token_ids.shape[1])
+        slots = self.num_predictions(length)
         special = ops.take(ops.convert_to_tensor(self._special), token_ids, axis=0)
         eligible = ops.logical_and(ops.not_equal(ops.cast(padding_mask, "int32"), 0), ops.logical_not(special))
         if noise is None:
@@ -223,7 +224,7 @@ class MaskedLanguageModel(keras.Model):
         corruption_noise = ops.cast(corruption_noise, "float32")
 
         count = ops.sum(ops.cast(eligible, "float32"), axis=1)
-        budget = ops.clip(ops.floor(self.mask_rate * count + 0.5), 1.0, float(slots))
+        budget = ops.minimum(ops.maximum(ops.floor(self.mask_rate * count + 0.5), 1.0), ops.cast(slots, "float32"))
         budget = ops.where(count > 0, budget, 0.0)[:, None]
         if self.whole_word_masking:
             selected = self._select_words(token_ids, eligible, noise, budget, slots)
@@ -261,7 +262,10 @@ class MaskedLanguageModel(keras.Model):
     def _select_words(self, token_ids, eligible, noise, budget, slots):
         length = token_ids.shape[1]
         if length is None:
-            raise ValueError("whole_word_masking needs a static sequence length.")
+            raise ValueError(
+                "whole_word_masking needs a static sequence length; TensorFlow traces batches of several "
+                "widths (bucketed_dataset) with an unknown one: use packed_dataset or a single bucket width."
+            )
         continuation = ops.take(ops.convert_to_tensor(self._continuation), token_ids, axis=0)
         previous_eligible = ops.concatenate([ops.zeros_like(eligible[:, :1]), eligible[:, :-1]], axis=1)
         starts = ops.logical_and(eligible, ops.logical_not(ops.logical_and(continuation, previous_eligible)))

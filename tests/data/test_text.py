@@ -7,6 +7,7 @@ from keras_pretrain.data import (
     CorpusError,
     DataNotFoundError,
     TextCorpus,
+    bucketed_dataset,
     packed_dataset,
     train_word_piece_tokenizer,
     train_word_piece_vocabulary,
@@ -131,6 +132,60 @@ def test_sequence_length_too_small_is_a_clear_error():
         packed_dataset(TextCorpus.from_texts(["a"]), no_cls, sequence_length=8)
 
 
+def test_bucketing_frames_each_document_and_pads_to_the_smallest_width():
+    corpus = TextCorpus.from_texts(["the cat sat", "a dog", " ".join(WORDS * 2), "the mat", "red"])
+    batches = bucketed_dataset(
+        corpus, fixed_tokenizer(), sequence_length=16, batch_size=2, bucket_widths=(4, 8), shuffle_buffer=0
+    )
+    got = [{k: np.asarray(v).tolist() for k, v in batch.items()} for batch in batches]
+    the, cat, sat, a, dog, mat, red = 5, 6, 7, 9, 11, 10, 15
+    long_one = [CLS] + list(range(5, 5 + 14)) + [SEP]  # truncated to 16 tokens, [SEP] kept
+    assert sorted(map(str, [b["token_ids"] for b in got])) == sorted(map(str, [
+        [[CLS, a, dog, SEP], [CLS, the, mat, SEP]],  # a full batch of width 4
+        [[CLS, red, SEP, PAD]],  # the width-4 bucket's remainder
+        [[CLS, the, cat, sat, SEP, PAD, PAD, PAD]],
+        [long_one],
+    ]))
+    for batch in got:
+        np.testing.assert_array_equal(batch["padding_mask"], np.asarray(batch["token_ids"]) != PAD)
+        assert not np.any(batch["segment_ids"])
+
+
+def test_bucketing_streams_every_document_once_in_few_shapes():
+    texts = sentences(300)
+    corpus = TextCorpus.from_texts(texts)
+    data = bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=12, batch_size=8, seed=0, documents_per_read=7)
+    batches = [{k: np.asarray(v) for k, v in batch.items()} for batch in data]
+    assert {b["token_ids"].shape[1] for b in batches} <= {12}  # the default widths: 16s up to the length
+    data = bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=12, batch_size=8, bucket_widths=(6, 9), seed=0)
+    batches = [{k: np.asarray(v) for k, v in batch.items()} for batch in data]
+    assert {b["token_ids"].shape[1] for b in batches} == {6, 9, 12}
+    assert all(len(b["token_ids"]) <= 8 for b in batches)
+    lengths = sorted(int(length) for b in batches for length in b["padding_mask"].sum(1))
+    assert lengths == sorted(len(text.split()) + 2 for text in texts)
+    full = bucketed_dataset(corpus, fixed_tokenizer(), 12, batch_size=8, bucket_widths=(6, 9), drop_remainder=True)
+    assert all(len(batch["token_ids"]) == 8 for batch in full)
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_bucketing_cache_reads_the_corpus_once(cache):
+    reads = []
+    corpus = TextCorpus.from_texts(lambda: reads.append(1) or sentences(40))
+    data = bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=12, batch_size=8, seed=0, cache=cache)
+    reads.clear()  # building the pipeline checks the corpus is not empty
+    passes = [sorted(map(str, np.concatenate([np.asarray(b["token_ids"]) for b in data]).tolist())) for _ in range(2)]
+    assert passes[0] == passes[1]  # the same glosses each pass
+    assert len(reads) == (1 if cache else 2)
+
+
+def test_bucket_widths_out_of_range_are_a_clear_error():
+    corpus = TextCorpus.from_texts(["a"])
+    with pytest.raises(ValueError, match=r"bucket_widths must lie between 2 and sequence_length=16; got \(8, 32\)"):
+        bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=16, bucket_widths=(8, 32))
+    with pytest.raises(ValueError, match="sequence_length 7 is too small"):
+        bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=7)
+
+
 def test_vocabulary_training_and_its_disk_cache(tmp_path, monkeypatch):
     corpus = TextCorpus.from_texts(sentences(300))
     vocabulary = train_word_piece_vocabulary(corpus, 80, cache_dir=tmp_path)
@@ -165,18 +220,20 @@ def test_vocabulary_size_too_small_is_a_clear_error(tmp_path):
         train_word_piece_vocabulary(TextCorpus.from_texts(["a"]), 30, cache_dir=tmp_path)
 
 
-def test_trained_tokenizer_packs_and_feeds_fit(tmp_path):
+# Whole-word masking needs a static length, which TensorFlow lacks for batches of several widths.
+@pytest.mark.parametrize("pipeline, whole_words", [(packed_dataset, True), (bucketed_dataset, False)])
+def test_trained_tokenizer_feeds_fit(tmp_path, pipeline, whole_words):
     corpus = TextCorpus.from_texts(sentences(120))
     tokenizer = train_word_piece_tokenizer(corpus, 60, cache_dir=tmp_path)
     vocabulary = tokenizer.get_vocabulary()
     assert UNK not in np.asarray(tokenizer("The cat sat on a mat"))  # lowercased like the vocabulary
     # Equal batches: a partial last batch would cost JAX a second compilation.
-    data = packed_dataset(corpus, tokenizer, sequence_length=16, batch_size=8, seed=0, drop_remainder=True)
+    data = pipeline(corpus, tokenizer, sequence_length=16, batch_size=8, seed=0, drop_remainder=True)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
         max_sequence_length=16,
     )
-    mlm = MaskedLanguageModel.from_vocabulary(backbone, vocabulary, whole_word_masking=True, seed=0)
+    mlm = MaskedLanguageModel.from_vocabulary(backbone, vocabulary, whole_word_masking=whole_words, seed=0)
     mlm.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = mlm.fit(data, epochs=1, verbose=0).history
     assert np.isfinite(history["loss"][0]) and 0 <= history["masked_token_accuracy"][0] <= 1

@@ -23,6 +23,7 @@ def tiny_recipe(tmp_path, data_dir, **options):
     # The smoke run tests the pipeline, not the model size.
     recipe.backbone_config = dict(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32)
     recipe.sequence_length, recipe.vocabulary_size, recipe.vocabulary_sample_every = 32, 200, 1
+    recipe.bucket_widths = (16, 24)
     recipe.pretrain_batch_size, recipe.finetune_epochs = 16, 3
     recipe.val_per_class, recipe.test_per_class = 2, 3
     return recipe
@@ -42,15 +43,23 @@ def test_splits_are_disjoint_and_the_evaluation_glosses_are_never_pretrained_on(
     assert other.test[0] == data.test[0] and other.train[0] != data.train[0]
 
 
-def test_recipe_hands_out_the_tokenizer_packed_data_and_compiled_models(tmp_path, wordnet_dir):
+def test_recipe_hands_out_the_tokenizer_gloss_batches_and_compiled_models(tmp_path, wordnet_dir):
     recipe = tiny_recipe(tmp_path, wordnet_dir)
     data = recipe.load_data()
     tokenizer = recipe.tokenizer(data)
     assert tokenizer.get_vocabulary()[:5] == ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
-    sequences = recipe.pack(data.unlabeled, tokenizer)
-    assert sequences["token_ids"].shape[1] == 32 and len(sequences["token_ids"]) % 16 == 0
-    assert (sequences["token_ids"][:, 0] == 1).all()  # every packed sequence starts with [CLS]
-    mlm = recipe.pretrain_model(tokenizer, num_sequences=len(sequences["token_ids"]))
+    glosses, steps_per_epoch, tokens = recipe.pretraining_data(data.unlabeled, tokenizer)
+    batches = [{k: np.asarray(v) for k, v in batch.items()} for batch in glosses]
+    assert len(batches) == steps_per_epoch
+    # Each pass drops other glosses (each bucket's partial batch), so the token count varies a little.
+    assert abs(sum(b["padding_mask"].sum() for b in batches) - tokens) < 0.05 * tokens
+    assert all(len(b["token_ids"]) == 16 and b["token_ids"].shape[1] in (16, 24, 32) for b in batches)
+    # One gloss per sequence: [CLS] first, one [SEP] at the end of its tokens.
+    for batch in batches:
+        assert (batch["token_ids"][:, 0] == 1).all() and ((batch["token_ids"] == 2).sum(1) == 1).all()
+        ends = batch["padding_mask"].sum(1) - 1
+        assert (batch["token_ids"][np.arange(16), ends] == 2).all()
+    mlm = recipe.pretrain_model(tokenizer, steps_per_epoch)
     assert isinstance(mlm, MaskedLanguageModel) and mlm.optimizer is not None and mlm.mask_rate == 0.2
     classifier = recipe.finetune_model(mlm.backbone, tokenizer)
     assert classifier.class_names[:2] == ["artifact", "person"] and classifier.optimizer is not None
