@@ -1,7 +1,10 @@
 """Masked language modeling on WordNet glosses, then few-label noun-category classification vs scratch and bag-of-words.
 
 A small BERT is pre-trained with dynamic masking on the glosses of all
-117,659 WordNet synsets except the evaluation split; then 8 noun
+117,659 WordNet synsets except the evaluation split, one gloss per sequence
+and the corpus shuffled: WordNet's files are sorted by lexicographer file,
+the very label, so packing neighbouring glosses together would let
+pre-training learn which glosses share a category. Then 8 noun
 lexicographer categories (artifact, person, plant, animal, act,
 communication, location, food) are learned from `labels_per_class` labelled
 glosses each (default 20, drawn with a fixed seed). Compared on the same

@@ -1,9 +1,9 @@
-"""Text corpora, WordPiece vocabularies trained on them, and packed `tf.data` pipelines for masked language modeling.
+"""Text corpora, WordPiece vocabularies trained on them, and packed or bucketed `tf.data` pipelines for MLM.
 
 A `TextCorpus` is a re-iterable stream of documents (Python strings) from
 local files, a Python iterable or a TensorFlow Datasets text data set. Files
 are read lazily line by line, so corpora larger than memory work end to end:
-hashing, vocabulary training and `packed_dataset` all stream.
+hashing, vocabulary training, `packed_dataset` and `bucketed_dataset` all stream.
 """
 
 import hashlib
@@ -347,7 +347,7 @@ def bucketed_dataset(
     downstream task sees one document at a time. Each document becomes
     `[CLS] tokens [SEP]`, truncated to `sequence_length`; batches hold
     documents of similar length, padded to the smallest of `bucket_widths`
-    (default: multiples of 16 up to `sequence_length`) that fits the longest,
+    (default: multiples of 16; `sequence_length` is always added) that fits the longest,
     so padding stays small and there are few batch shapes (JAX compiles once
     per shape). Batches are dicts of int32 `token_ids`, `padding_mask` and
     `segment_ids`, as from `packed_dataset`. Documents are shuffled within a
@@ -361,7 +361,8 @@ def bucketed_dataset(
     >>> mlm.fit(data, epochs=3)
     """
     cls_id, sep_id, pad_id = _framing_token_ids(corpus, tokenizer, sequence_length)
-    widths = sorted(set(bucket_widths or range(16, sequence_length, 16)) | {sequence_length})
+    widths = range(16, sequence_length, 16) if bucket_widths is None else bucket_widths
+    widths = sorted({int(width) for width in widths} | {sequence_length})
     if widths[0] < 2 or widths[-1] > sequence_length:
         raise ValueError(f"bucket_widths must lie between 2 and sequence_length={sequence_length}; got {bucket_widths}.")
 

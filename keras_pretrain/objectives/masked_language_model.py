@@ -1,6 +1,7 @@
 """Masked language modeling (BERT, with RoBERTa's dynamic masking) as a `keras.Model` you `fit` on token ids."""
 
 import math
+import numbers
 
 import keras
 import numpy as np
@@ -195,12 +196,16 @@ class MaskedLanguageModel(keras.Model):
 
     def num_predictions(self, sequence_length):
         """Prediction slots per sequence for inputs of `sequence_length` tokens (a tensor if that is one)."""
+        static = isinstance(sequence_length, numbers.Integral)
         if self.max_predictions is None:
-            if not isinstance(sequence_length, int):
-                # A length known only when the graph runs (TensorFlow, batches of several widths).
-                return ops.cast(ops.ceil(ops.cast(sequence_length, "float32") * self.mask_rate), "int32")
+            if sequence_length is None:
+                raise ValueError("The sequence length is unknown: pass max_predictions explicitly.")
+            if not static:
+                # A length known only when the graph runs (TensorFlow, batches of several widths);
+                # float64 rounds as Python does, so every backend gets the same slot count.
+                return ops.cast(ops.ceil(ops.cast(sequence_length, "float64") * self.mask_rate), "int32")
             return math.ceil(sequence_length * self.mask_rate)
-        if isinstance(sequence_length, int) and self.max_predictions > sequence_length:
+        if static and self.max_predictions > sequence_length:
             raise ValueError(f"max_predictions {self.max_predictions} exceeds the sequence length {sequence_length}.")
         return self.max_predictions
 
@@ -263,8 +268,8 @@ class MaskedLanguageModel(keras.Model):
         length = token_ids.shape[1]
         if length is None:
             raise ValueError(
-                "whole_word_masking needs a static sequence length; TensorFlow traces batches of several "
-                "widths (bucketed_dataset) with an unknown one: use packed_dataset or a single bucket width."
+                "whole_word_masking needs a static sequence length; TensorFlow traces bucketed_dataset's "
+                "batches with an unknown one: use packed_dataset."
             )
         continuation = ops.take(ops.convert_to_tensor(self._continuation), token_ids, axis=0)
         previous_eligible = ops.concatenate([ops.zeros_like(eligible[:, :1]), eligible[:, :-1]], axis=1)

@@ -156,7 +156,8 @@ def test_bucketing_streams_every_document_once_in_few_shapes():
     corpus = TextCorpus.from_texts(texts)
     data = bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=12, batch_size=8, seed=0, documents_per_read=7)
     batches = [{k: np.asarray(v) for k, v in batch.items()} for batch in data]
-    assert {b["token_ids"].shape[1] for b in batches} <= {12}  # the default widths: 16s up to the length
+    assert {b["token_ids"].shape[1] for b in batches} == {12}  # the default widths: 16s up to the length
+    assert len(batches) == -(-300 // 8)
     data = bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=12, batch_size=8, bucket_widths=(6, 9), seed=0)
     batches = [{k: np.asarray(v) for k, v in batch.items()} for batch in data]
     assert {b["token_ids"].shape[1] for b in batches} == {6, 9, 12}
@@ -164,7 +165,10 @@ def test_bucketing_streams_every_document_once_in_few_shapes():
     lengths = sorted(int(length) for b in batches for length in b["padding_mask"].sum(1))
     assert lengths == sorted(len(text.split()) + 2 for text in texts)
     full = bucketed_dataset(corpus, fixed_tokenizer(), 12, batch_size=8, bucket_widths=(6, 9), drop_remainder=True)
-    assert all(len(batch["token_ids"]) == 8 for batch in full)
+    full = [np.asarray(batch["token_ids"]) for batch in full]
+    per_width = np.bincount(lengths, minlength=13)
+    assert len(full) == per_width[:7].sum() // 8 + per_width[7:10].sum() // 8 + per_width[10:].sum() // 8
+    assert all(len(batch) == 8 for batch in full)
 
 
 @pytest.mark.parametrize("cache", [False, True])
@@ -220,7 +224,7 @@ def test_vocabulary_size_too_small_is_a_clear_error(tmp_path):
         train_word_piece_vocabulary(TextCorpus.from_texts(["a"]), 30, cache_dir=tmp_path)
 
 
-# Whole-word masking needs a static length, which TensorFlow lacks for batches of several widths.
+# Whole-word masking needs a static length, which TensorFlow lacks for bucketed batches.
 @pytest.mark.parametrize("pipeline, whole_words", [(packed_dataset, True), (bucketed_dataset, False)])
 def test_trained_tokenizer_feeds_fit(tmp_path, pipeline, whole_words):
     corpus = TextCorpus.from_texts(sentences(120))
@@ -228,7 +232,8 @@ def test_trained_tokenizer_feeds_fit(tmp_path, pipeline, whole_words):
     vocabulary = tokenizer.get_vocabulary()
     assert UNK not in np.asarray(tokenizer("The cat sat on a mat"))  # lowercased like the vocabulary
     # Equal batches: a partial last batch would cost JAX a second compilation.
-    data = pipeline(corpus, tokenizer, sequence_length=16, batch_size=8, seed=0, drop_remainder=True)
+    widths = {"bucket_widths": (8, 12)} if pipeline is bucketed_dataset else {}  # batches of three widths
+    data = pipeline(corpus, tokenizer, sequence_length=16, batch_size=8, seed=0, drop_remainder=True, **widths)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocabulary), num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
         max_sequence_length=16,

@@ -1,3 +1,5 @@
+import math
+
 import keras
 import keras_hub
 import numpy as np
@@ -209,6 +211,19 @@ def test_explicit_max_predictions_caps_the_selection():
     np.testing.assert_array_equal(masked["selected"].sum(1), 4)
     with pytest.raises(ValueError, match="max_predictions 4 exceeds the sequence length 3"):
         mlm.mask_tokens(token_ids[:, :3], padding_mask[:, :3])
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax", reason="JAX shapes are static under jit (and float64 needs x64 mode)"
+)
+@pytest.mark.parametrize("rate", [0.15, 0.2, 0.3])
+def test_a_length_known_only_at_run_time_gets_the_static_slot_count(rate):
+    mlm = small_mlm(mask_rate=rate)
+    for length in (16, 24, 100, 200, 400):
+        dynamic = mlm.num_predictions(ops.convert_to_tensor(length))
+        assert int(ops.convert_to_numpy(dynamic)) == mlm.num_predictions(length) == math.ceil(length * rate)
+    with pytest.raises(ValueError, match="The sequence length is unknown: pass max_predictions"):
+        mlm.num_predictions(None)
 
 
 def test_nothing_selectable_gives_zero_loss_not_nan():
