@@ -137,17 +137,18 @@ class BertWordnet(Recipe):
         vocabulary = train_word_piece_vocabulary(sample, self.vocabulary_size)
         return keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=True)
 
-    def pretraining_data(self, corpus, tokenizer, bucket_widths=None):
+    def pretraining_data(self, corpus, tokenizer, bucket_widths=None, drop_remainder=True):
         """`(dataset, batches per pass, tokens in the first pass)`: `corpus` as `bucketed_dataset` batches.
 
-        Only whole batches: on JAX each batch shape is a compilation. One
+        Only whole batches by default: on JAX each batch shape is a compilation
+        (evaluation keeps the rest, one more compilation). One
         counting pass fixes the learning-rate schedule's length and fills the
         cache of tokenized glosses (a few MB), so epochs do not tokenize again
         and the shuffle buffer can hold the whole corpus.
         """
         glosses = bucketed_dataset(
             corpus, tokenizer, self.sequence_length, self.pretrain_batch_size, bucket_widths or self.bucket_widths,
-            shuffle_buffer=self.shuffle_buffer, seed=self.seed, drop_remainder=True, cache=True,
+            shuffle_buffer=self.shuffle_buffer, seed=self.seed, drop_remainder=drop_remainder, cache=True,
         )
         count = lambda totals, batch: (totals[0] + 1, totals[1] + tf.reduce_sum(batch["padding_mask"]))
         batches, tokens = glosses.reduce((0, 0), count)
@@ -241,8 +242,10 @@ class BertWordnet(Recipe):
         )
         pretrain_seconds = time.time() - pretrain_start
         losses = history.history["loss"]
-        # One width: evaluation compiles once (and the padding changes no prediction).
-        held_out_glosses, held_out_steps, _ = self.pretraining_data(held_out, tokenizer, [self.sequence_length])
+        # One width, every gloss: evaluation compiles twice at most (and padding changes no prediction).
+        held_out_glosses, held_out_steps, _ = self.pretraining_data(
+            held_out, tokenizer, [self.sequence_length], drop_remainder=False
+        )
         evaluation = mlm.evaluate(held_out_glosses, steps=held_out_steps, verbose=0, return_dict=True)
         masked_token_accuracy = float(evaluation["masked_token_accuracy"])
         self.log(f"Masked-token accuracy on the held-out glosses: {100 * masked_token_accuracy:.2f}%")

@@ -45,7 +45,8 @@ class MaskedLanguageModel(keras.Model):
 
     `max_predictions` (default `ceil(seq_len * mask_rate)`, which the rule
     above never exceeds for token masking) fixes the number of prediction
-    slots: vocabulary logits are computed only at the selected positions
+    slots (a batch narrower than that, a length bucket, gets one slot per
+    token): vocabulary logits are computed only at the selected positions
     (gathered hidden states -> dense + gelu -> layer norm -> projection), with
     the projection tied to the backbone's token embedding matrix
     (`tie_weights=True`: logits = h @ embeddings^T + bias).
@@ -205,9 +206,10 @@ class MaskedLanguageModel(keras.Model):
                 # float64 rounds as Python does, so every backend gets the same slot count.
                 return ops.cast(ops.ceil(ops.cast(sequence_length, "float64") * self.mask_rate), "int32")
             return math.ceil(sequence_length * self.mask_rate)
-        if static and self.max_predictions > sequence_length:
-            raise ValueError(f"max_predictions {self.max_predictions} exceeds the sequence length {sequence_length}.")
-        return self.max_predictions
+        # Batches narrower than max_predictions (length buckets) get one slot per token.
+        if static or sequence_length is None:
+            return self.max_predictions if sequence_length is None else min(self.max_predictions, sequence_length)
+        return ops.minimum(ops.cast(sequence_length, "int32"), self.max_predictions)
 
     def mask_tokens(self, token_ids, padding_mask, noise=None, corruption_noise=None):
         """Select and corrupt tokens; the masking half of `call`, without the backbone.

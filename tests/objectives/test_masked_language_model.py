@@ -209,8 +209,12 @@ def test_explicit_max_predictions_caps_the_selection():
     masked = numpy(mlm.mask_tokens(token_ids, padding_mask))
     assert masked["positions"].shape == (16, 4)
     np.testing.assert_array_equal(masked["selected"].sum(1), 4)
-    with pytest.raises(ValueError, match="max_predictions 4 exceeds the sequence length 3"):
-        mlm.mask_tokens(token_ids[:, :3], padding_mask[:, :3])
+    # A batch narrower than max_predictions (a length bucket) gets one slot per token.
+    narrow = numpy(mlm.mask_tokens(token_ids[:, :3], padding_mask[:, :3]))
+    assert narrow["positions"].shape == (16, 3)
+    # [CLS] and two words: round(0.5 * 2) = 1 token selected, in a used slot.
+    np.testing.assert_array_equal(narrow["weights"].sum(1), 1)
+    np.testing.assert_array_equal(narrow["selected"].sum(1), 1)
 
 
 @pytest.mark.skipif(
@@ -222,6 +226,10 @@ def test_a_length_known_only_at_run_time_gets_the_static_slot_count(rate):
     for length in (16, 24, 100, 200, 400):
         dynamic = mlm.num_predictions(ops.convert_to_tensor(length))
         assert int(ops.convert_to_numpy(dynamic)) == mlm.num_predictions(length) == math.ceil(length * rate)
+    capped = small_mlm(mask_rate=rate, max_predictions=4)
+    for length, slots in ((3, 3), (16, 4)):
+        dynamic = capped.num_predictions(ops.convert_to_tensor(length))
+        assert int(ops.convert_to_numpy(dynamic)) == capped.num_predictions(length) == slots
     with pytest.raises(ValueError, match="The sequence length is unknown: pass max_predictions"):
         mlm.num_predictions(None)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_pretrain.data import DataNotFoundError
+from keras_pretrain.data import DataNotFoundError, TextCorpus
 from keras_pretrain.objectives import MaskedLanguageModel
 from keras_pretrain.recipe import load_recipe
 
@@ -59,6 +59,13 @@ def test_recipe_hands_out_the_tokenizer_gloss_batches_and_compiled_models(tmp_pa
         assert (batch["token_ids"][:, 0] == 1).all() and ((batch["token_ids"] == 2).sum(1) == 1).all()
         ends = batch["padding_mask"].sum(1) - 1
         assert (batch["token_ids"][np.arange(16), ends] == 2).all()
+    # The held-out masked-token accuracy counts every evaluation gloss: 40 of them, 3 batches of up to 16.
+    held_out = data.val[0] + data.test[0]
+    _, held_out_steps, held_out_tokens = recipe.pretraining_data(
+        TextCorpus.from_texts(held_out), tokenizer, [recipe.sequence_length], drop_remainder=False
+    )
+    lengths = [min(len(tokenizer(text)) + 2, recipe.sequence_length) for text in held_out]
+    assert (len(held_out), held_out_steps, held_out_tokens) == (40, 3, sum(lengths))
     mlm = recipe.pretrain_model(tokenizer, steps_per_epoch)
     assert isinstance(mlm, MaskedLanguageModel) and mlm.optimizer is not None and mlm.mask_rate == 0.2
     classifier = recipe.finetune_model(mlm.backbone, tokenizer)
