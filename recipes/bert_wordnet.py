@@ -76,14 +76,21 @@ class BertWordnet(Recipe):
     bucket_widths = (16, 24, 32, 40, 48, 64)
     # All the glosses: the files are ordered by part of speech and lexicographer file (the labels).
     shuffle_buffer = 120000
-    backbone_config = dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512)
+    # A 384-wide feed-forward layer (BERT's 4x would be 512) keeps the default run under 20 minutes
+    # with mask rate 0.4: jax, 2 epochs, empty vocabulary cache, 18.4 min and 53.21% fine-tuned;
+    # with 512, 20.6 min and 55.08%.
+    backbone_config = dict(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=384)
     # No dropout while pre-training: a few epochs cannot overfit, and dropout costs ~15% of
     # the step time (as in Cramming BERT). Fine-tuning on a few labels keeps BERT's 0.1.
     pretrain_dropout = 0.0
     finetune_dropout = 0.1
-    mlm_config = dict(mask_rate=0.2)
+    # Twice BERT's share of masked tokens (40%, as in Wettig et al. 2023, "Should You Mask 15% in
+    # Masked Language Modeling?"): twice the predictions per step, and the model leaves the early
+    # plateau (predicting frequent words) within the first epoch. One epoch side by side (jax, linear
+    # probe on the 160 labels, mean of 3 label draws): rate 0.2 42.4% in 341 s, rate 0.4 44.1% in 400 s.
+    mlm_config = dict(mask_rate=0.4)
     # Downstream accuracy still climbs with pre-training steps at this budget, so the budget goes
-    # here: two passes over the glosses, 3,582 steps. After one pass (jax, linear probe on 20
+    # here: two passes over the glosses, 3,582 steps. After one pass at rate 0.2 (jax, probe on 20
     # labels per class): batches of 64 glosses 42.8% test, of 32 glosses 36.8% (batches of 128
     # were tried only with a 256-wide feed-forward layer: 35.8%, against 40.4% for 64).
     default_pretrain_epochs = 2

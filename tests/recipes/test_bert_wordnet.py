@@ -67,7 +67,7 @@ def test_recipe_hands_out_the_tokenizer_gloss_batches_and_compiled_models(tmp_pa
     lengths = [min(len(tokenizer(text)) + 2, recipe.sequence_length) for text in held_out]
     assert (len(held_out), held_out_steps, held_out_tokens) == (40, 3, sum(lengths))
     mlm = recipe.pretrain_model(tokenizer, steps_per_epoch)
-    assert isinstance(mlm, MaskedLanguageModel) and mlm.optimizer is not None and mlm.mask_rate == 0.2
+    assert isinstance(mlm, MaskedLanguageModel) and mlm.optimizer is not None and mlm.mask_rate == 0.4
     classifier = recipe.finetune_model(mlm.backbone, tokenizer)
     assert classifier.class_names[:2] == ["artifact", "person"] and classifier.optimizer is not None
     assert classifier.backbone is not mlm.backbone  # fine-tuning works on a copy
