@@ -207,8 +207,10 @@ class MaskedLanguageModel(keras.Model):
                 return ops.cast(ops.ceil(ops.cast(sequence_length, "float64") * self.mask_rate), "int32")
             return math.ceil(sequence_length * self.mask_rate)
         # Batches narrower than max_predictions (length buckets) get one slot per token.
-        if static or sequence_length is None:
-            return self.max_predictions if sequence_length is None else min(self.max_predictions, sequence_length)
+        if sequence_length is None:
+            return self.max_predictions
+        if static:
+            return min(self.max_predictions, sequence_length)
         return ops.minimum(ops.cast(sequence_length, "int32"), self.max_predictions)
 
     def mask_tokens(self, token_ids, padding_mask, noise=None, corruption_noise=None):
