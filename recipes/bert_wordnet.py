@@ -186,14 +186,18 @@ class BertWordnet(Recipe):
         mlm.compile(optimizer=make_adamw(mlm, self.pretrain_learning_rate, self.epochs * steps_per_epoch, weight_decay=0.01))
         return mlm
 
-    def finetune_model(self, backbone, tokenizer, learning_rate=3e-4, layer_decay=None, head=None, num_labels=None):
+    def finetune_model(self, backbone, tokenizer, learning_rate=None, layer_decay=None, head=None, num_labels=None):
         """A compiled `TextClassifier` on a copy of `backbone` (None: a fresh one, from scratch).
 
         The classifier carries a preprocessor (the tokenizer, padding to
         `sequence_length`), so it classifies raw strings and exports as a
         string-in SavedModel. `head` (typically the linear probe) gives the
-        starting head: linear probing then fine-tuning (LP-FT).
+        starting head: linear probing then fine-tuning (LP-FT). Without a
+        `learning_rate`, the first point of `finetune_grid` (or `scratch_grid`)
+        sets it and the layer decay.
         """
+        if learning_rate is None:
+            learning_rate, layer_decay = (self.scratch_grid if backbone is None else self.finetune_grid)[0]
         keras.utils.set_random_seed(self.seed + 1)
         if backbone is None:
             backbone = self.new_backbone(tokenizer, self.finetune_dropout)

@@ -71,6 +71,13 @@ def test_recipe_hands_out_the_tokenizer_gloss_batches_and_compiled_models(tmp_pa
     classifier = recipe.finetune_model(mlm.backbone, tokenizer)
     assert classifier.class_names[:2] == ["artifact", "person"] and classifier.optimizer is not None
     assert classifier.backbone is not mlm.backbone  # fine-tuning works on a copy
+    # By default the first grid point, as measured best (the hand-driven path in the docstring).
+    # (Layer names carry a counter, so the per-layer multipliers are compared as values.)
+    optimizer_config = lambda model: (
+        model.optimizer.get_config()["learning_rate"], sorted(model.optimizer.get_config()["lr_multipliers"].values())
+    )
+    assert optimizer_config(classifier) == optimizer_config(recipe.finetune_model(mlm.backbone, tokenizer, *recipe.finetune_grid[0]))
+    assert optimizer_config(classifier) != optimizer_config(recipe.finetune_model(mlm.backbone, tokenizer, 3e-4, 0.8))
     # Pre-training runs without dropout; the fine-tuning copy gets it back.
     assert mlm.backbone.get_config()["dropout"] == 0.0 and classifier.backbone.get_config()["dropout"] == 0.1
     features = recipe.token_ids(data.train[0], tokenizer)
