@@ -11,7 +11,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "export", "models", "objectives", "optimizers", "recipe", "recipes")
+_SUBMODULES = ("config", "data", "distribute", "evaluation", "export", "models", "objectives", "optimizers", "pipelines", "recipes")
 
 
 def __getattr__(name):

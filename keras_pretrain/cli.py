@@ -4,7 +4,9 @@ The backend is chosen (`--backend`, else `KERAS_BACKEND`) before anything
 imports keras, because keras fixes its backend at import.
 
     keras-pretrain recipes
-    keras-pretrain run mae_fashion_mnist --backend jax --labels-per-class 10
+    keras-pretrain run mae_images --data photos/ --labels-per-class 10
+    keras-pretrain run bert_text --data labelled.csv --unlabeled books/ --set pretrain.epochs=5
+    keras-pretrain show mae_fashion_mnist --quick
     keras-pretrain run path/to/my_recipe.py --quick
     keras-pretrain run mae_fashion_mnist --backend jax --data-parallel --devices 8
     torchrun --nproc_per_node 2 -m keras_pretrain.cli run mae_fashion_mnist --backend torch --data-parallel
@@ -26,24 +28,46 @@ def build_parser():
     backend.add_argument(
         "--backend", choices=BACKENDS, help="Keras backend (default: $KERAS_BACKEND, else tensorflow)."
     )
+    backend.add_argument("--verbose", action="store_true",
+                         help="Show the libraries' start-up logs and warnings (hidden by default).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("recipes", help="List the built-in recipes.", parents=[backend])
 
-    run = commands.add_parser(
-        "run", parents=[backend], help="Run a recipe: pre-train, fine-tune, compare, export.",
-        description="Run a built-in recipe by name, or your own recipe file (a .py defining one Recipe subclass).",
+    recipe_options = argparse.ArgumentParser(add_help=False)
+    recipe_options.add_argument("recipe", help="A recipe name (see `keras-pretrain recipes`) or a path to a .py file.")
+    data = recipe_options.add_argument_group("data (each sets a config field; see the README's data section)")
+    data.add_argument("--data", metavar="SOURCE",
+                      help="Labelled data: an image folder with one subfolder per class, a text CSV/TSV/JSONL, "
+                      "tfds:NAME[:SPLIT], ... (data.labelled).")
+    data.add_argument("--unlabeled", nargs="+", action="extend", metavar="SOURCE",
+                      help="More data for pre-training only: image folders, text files, directories, globs (data.unlabeled).")
+    data.add_argument("--test", metavar="SOURCE",
+                      help="A labelled test set (data.test); without it a stratified test split is held out.")
+    data.add_argument("--text-column", metavar="C", help="Text column of CSV/TSV/JSONL files (data.text_column).")
+    data.add_argument("--label-column", metavar="C", help="Label column of labelled tables (data.label_column).")
+    data.add_argument("--data-dir", metavar="DIR", help="Where built-in data sets are looked for (data.data_dir).")
+    run_options = recipe_options.add_argument_group("run")
+    run_options.add_argument("--labels-per-class", type=int, metavar="K",
+                             help="Labelled examples per class for fine-tuning (evaluation.labels_per_class).")
+    run_options.add_argument("--pretrain-epochs", type=int, metavar="N", help="Pre-training epochs (pretrain.epochs).")
+    run_options.add_argument("--output", metavar="DIR", help="Where results.json and plots go (default runs/RECIPE).")
+    run_options.add_argument("--export-root", metavar="DIR",
+                             help="TF Serving model base path for the export (export.root, default saved_models).")
+    run_options.add_argument("--seed", type=int, help="Seed of the label draw and the models (seed, default 0).")
+    run_options.add_argument("--quick", action="store_true",
+                             help="A smoke run of about a minute: the recipe's quick settings, then the flags.")
+    run_options.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                             help="Override any config field, e.g. --set pretrain.epochs=3 (see `keras-pretrain show`).")
+
+    commands.add_parser(
+        "show", parents=[recipe_options], help="Print a recipe's whole config, with the flags applied.",
+        description="Print the config a `run` with the same arguments would use, as JSON.",
     )
-    run.add_argument("recipe", help="A recipe name (see `keras-pretrain recipes`) or a path to a .py file.")
-    run.add_argument("--labels-per-class", type=int, metavar="K",
-                     help="Labelled examples per class for fine-tuning (default: the recipe's).")
-    run.add_argument("--pretrain-epochs", type=int, metavar="N", help="Pre-training epochs (default: the recipe's).")
-    run.add_argument("--output", metavar="DIR", help="Where results.json and plots go (default runs/RECIPE).")
-    run.add_argument("--export-root", default="saved_models", metavar="DIR",
-                     help="TF Serving model base path for the export (default saved_models).")
-    run.add_argument("--data-dir", metavar="DIR", help="A directory holding the recipe's data set.")
-    run.add_argument("--seed", type=int, default=0, help="Seed of the label draw and the models (default 0).")
-    run.add_argument("--quick", action="store_true", help="A smoke run of about a minute on a slice of the data.")
+    run = commands.add_parser(
+        "run", parents=[backend, recipe_options], help="Run a recipe: pre-train, fine-tune, compare, export.",
+        description="Run a built-in recipe by name, or your own recipe file (a .py defining one pipeline config).",
+    )
     scaling = run.add_argument_group(
         "distributed pre-training", "See the README's multi-device section for launching on each backend."
     )
@@ -85,7 +109,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     if getattr(args, "backend", None):  # serve-check uses TensorFlow alone and takes no backend
         os.environ["KERAS_BACKEND"] = args.backend
     elif os.environ.get("KERAS_BACKEND", "tensorflow") not in BACKENDS:
@@ -94,6 +117,10 @@ def main(argv=None):
         return 2
     if getattr(args, "devices", None) and os.environ.get("KERAS_BACKEND") == "jax":
         force_host_devices(args.devices)
+    if not getattr(args, "verbose", False):
+        from keras_pretrain.logs import quiet
+
+        quiet()
     try:
         return COMMANDS[args.command](args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:
@@ -123,7 +150,7 @@ def distribution_plan(args):
 
 
 def list_recipes(args):
-    from keras_pretrain.recipe import recipe_descriptions
+    from keras_pretrain.pipelines import recipe_descriptions
 
     descriptions = recipe_descriptions()
     width = max(map(len, descriptions))
@@ -132,22 +159,45 @@ def list_recipes(args):
     return 0
 
 
-def run_recipe(args):
-    from keras_pretrain.recipe import load_recipe
+# Flags that are shorthands for config fields.
+FLAG_KEYS = {
+    "data": "data.labelled", "unlabeled": "data.unlabeled", "test": "data.test",
+    "text_column": "data.text_column", "label_column": "data.label_column", "data_dir": "data.data_dir",
+    "labels_per_class": "evaluation.labels_per_class", "pretrain_epochs": "pretrain.epochs",
+    "output": "output_dir", "export_root": "export.root", "seed": "seed",
+}
 
-    options = dict(
-        pretrain_epochs=args.pretrain_epochs,
-        output_dir=args.output,
-        export_root=args.export_root,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        quick=args.quick,
-        distribution=distribution_plan(args),
-    )
-    if args.labels_per_class is not None:
-        options["labels_per_class"] = args.labels_per_class
-    recipe = load_recipe(args.recipe, **options)
-    recipe.run()
+
+def recipe_config(args):
+    """The recipe's config with `--quick`, the shorthand flags, then every `--set`, applied in that order."""
+    from keras_pretrain.config import ConfigError, UnknownKeyError, override
+    from keras_pretrain.pipelines import load_recipe
+
+    config = load_recipe(args.recipe, quick=args.quick)
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        try:
+            config = override(config, {key: value})
+        except UnknownKeyError:
+            option = "--" + flag.replace("_", "-")
+            raise ConfigError(f"{option} does not apply to {args.recipe} ({type(config).__name__} has no {key}).") from None
+    return override(config, args.overrides)
+
+
+def show_recipe(args):
+    from keras_pretrain.config import to_json
+
+    print(to_json(recipe_config(args)))
+    return 0
+
+
+def run_recipe(args):
+    from keras_pretrain.pipelines import run
+
+    config = recipe_config(args)  # a bad key or value fails before any device is set up
+    run(config, distribution=distribution_plan(args))
     return 0
 
 
@@ -188,7 +238,7 @@ def serve_check(args):
     return 0
 
 
-COMMANDS = {"recipes": list_recipes, "run": run_recipe, "export": export_model, "serve-check": serve_check}
+COMMANDS = {"recipes": list_recipes, "show": show_recipe, "run": run_recipe, "export": export_model, "serve-check": serve_check}
 
 if __name__ == "__main__":
     sys.exit(main())

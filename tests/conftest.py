@@ -82,3 +82,35 @@ def synthetic_wordnet(directory, per_category=12, seed=0):
 @pytest.fixture(scope="session")
 def wordnet_dir(tmp_path_factory):
     return synthetic_wordnet(tmp_path_factory.mktemp("wordnet"))
+
+
+def write_image_folder(directory, per_class=12, classes=("circle", "square"), seed=0):
+    """One subfolder per class of learnable PNGs in mixed sizes and colour modes: each class has a bright band of its own."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        (directory / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            size = (20, 20) if i % 3 else (37, 23)
+            image = rng.integers(0, 60, (*size, 3), dtype=np.uint8)
+            band = slice(size[0] * label // len(classes), size[0] * (label + 1) // len(classes))
+            image[band] = 230
+            mode = "L" if i % 2 else "RGB"
+            Image.fromarray(image).convert(mode).save(directory / name / f"{i:03d}.png")
+    return directory
+
+
+def write_labelled_csv(path, per_class=12, seed=0):
+    """A CSV with `text` and `label` columns whose classes use different words (learnable by TF-IDF)."""
+    import csv
+
+    words = {"sport": "ball goal team match score player win", "cooking": "pan salt bake oven flour sugar taste"}
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        for i in range(per_class):
+            for label, vocabulary in words.items():
+                writer.writerow([" ".join(rng.choice(vocabulary.split(), 6)) + f", item {i}", label])
+    return path

@@ -5,22 +5,34 @@ import keras
 import pytest
 
 from keras_pretrain import cli
-from keras_pretrain.recipe import Recipe, load_recipe, recipe_descriptions
-from tests.conftest import run_python
+from keras_pretrain.pipelines import load_recipe, recipe_descriptions
+from tests.conftest import run_python, write_image_folder, write_labelled_csv
 
-MY_RECIPE = '''
-"""A user's recipe."""
-import keras
-from keras_pretrain.recipe import Recipe
+# Smoke-run sizes: the CLI tests check the path from flags to files, not the models.
+TINY_IMAGES = ["encoder.hidden_dim=16", "encoder.depth=1", "encoder.num_heads=2", "objective.decoder_dim=16",
+               "evaluation.finetune_epochs=3", "evaluation.val_per_class=2", "pretrain.batch_size=8"]
+TINY_TEXT = ["backbone.num_layers=1", "backbone.hidden_dim=16", "backbone.intermediate_dim=32",
+             "backbone.sequence_length=32", "tokenizer.vocabulary_size=120", "evaluation.finetune_epochs=3",
+             "evaluation.val_per_class=2", "pretrain.batch_size=8"]
 
 
-class MyRecipe(Recipe):
-    name = "my_recipe"
+@pytest.fixture(autouse=True)
+def vocabulary_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_PRETRAIN_CACHE", str(tmp_path / "cache"))
 
-    def run(self):
-        self.write_results({"labels_per_class": self.labels_per_class})
-        print("ran on", keras.backend.backend())
-'''
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_image_folder(tmp_path / "shapes", per_class=14)
+
+
+@pytest.fixture
+def table(tmp_path):
+    return write_labelled_csv(tmp_path / "labelled.csv", per_class=14)
+
+
+def run_args(tmp_path):
+    return ["--output", str(tmp_path / "run"), "--export-root", str(tmp_path / "saved_models")]
 
 
 def test_help_and_recipe_list(capsys):
@@ -30,45 +42,176 @@ def test_help_and_recipe_list(capsys):
     assert "run" in capsys.readouterr().out
     assert cli.main(["recipes"]) == 0
     listing = capsys.readouterr().out
-    assert "mae_fashion_mnist" in listing
+    for name in ("mae_fashion_mnist", "bert_wordnet", "mae_images", "bert_text", "mae_cifar10", "bert_imdb"):
+        assert name in listing
     assert listing.count("\n") == len(recipe_descriptions())
 
 
-def test_unknown_recipe_fails_with_the_list(capsys):
-    assert cli.main(["run", "no_such_recipe"]) == 1
+def test_show_prints_the_whole_config_with_flags_and_sets_applied(capsys):
+    assert cli.main(["show", "mae_images", "--data", "photos/", "--labels-per-class", "5", "--quick",
+                     "--set", "pretrain.epochs=3", "encoder.depth=2"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["data"]["labelled"] == "photos/" and shown["evaluation"]["labels_per_class"] == 5
+    assert shown["pretrain"]["epochs"] == 3 and shown["encoder"]["depth"] == 2  # --set comes after --quick
+    assert shown["smoke_run"] and shown["data"]["max_pretrain_examples"] == 4096
+    assert set(shown) == {"name", "data", "encoder", "objective", "pretrain", "evaluation", "export", "output_dir",
+                          "seed", "smoke_run", "quick"}
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["run", "no_such_recipe"], "Unknown recipe 'no_such_recipe'. Available: bert_imdb, bert_text"),
+    (["show", "mae_images", "--set", "pretrain.epoch=3"], "Unknown config key 'pretrain.epoch'.*Did you mean 'pretrain.epochs'"),
+    (["show", "mae_images", "--set", "pretrain.epochs=many"], "pretrain.epochs must be an integer; got 'many'"),
+    (["show", "mae_images", "--set", "pretrain.epochs"], "--set takes KEY=VALUE"),
+    (["show", "mae_images", "--text-column", "body"], r"--text-column does not apply to mae_images"),
+    (["run", "mae_images", "--labels-per-class", "0"], "labels per class must be at least 1"),
+])
+def test_bad_arguments_are_one_line_errors(capsys, arguments, message):
+    assert cli.main(arguments) == 1
     error = capsys.readouterr().err
-    assert "Unknown recipe 'no_such_recipe'" in error and "mae_fashion_mnist" in error
+    assert error.startswith("error: ") and len(error.strip().splitlines()) == 1
+    assert __import__("re").search(message, error), error
 
 
-def test_missing_recipe_file_and_bad_arguments(capsys, tmp_path):
-    assert cli.main(["run", str(tmp_path / "missing.py")]) == 1
-    assert "does not exist" in capsys.readouterr().err
-    assert cli.main(["run", "mae_fashion_mnist", "--labels-per-class", "0"]) == 1
-    assert "labels_per_class must be at least 1" in capsys.readouterr().err
+def test_bad_backend_is_an_argparse_error():
     with pytest.raises(SystemExit) as exit:
         cli.main(["run", "mae_fashion_mnist", "--backend", "numpy"])
     assert exit.value.code == 2
 
 
-def test_user_recipe_file_runs_on_the_backend_the_flag_names(tmp_path):
+@pytest.mark.slow
+def test_run_on_a_folder_of_images_writes_results_plots_and_a_verified_export(capsys, tmp_path, folder):
+    code = cli.main(["run", "mae_images", "--data", str(folder), "--quick", "--labels-per-class", "2",
+                     *run_args(tmp_path), "--set", *TINY_IMAGES])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "4 test images (held out of the labelled images, stratified; not pre-trained on)" in out
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert written["recipe"] == "mae_images" and written["backend"] == keras.backend.backend()
+    assert written["data"]["pretraining_images"] == 20 and written["data"]["image_shape"] == [32, 32, 3]
+    assert written["baseline_accuracy"] >= 0.75  # the classes are bands at different rows
+    assert written["export_path"] == str(tmp_path / "saved_models" / "mae_images" / "1")
+    assert written["export_max_abs_diff"] <= 1e-5
+    assert (tmp_path / "saved_models" / "mae_images" / "1" / "saved_model.pb").is_file()
+    for name in ("pretrain_loss.png", "reconstructions.png", "accuracies.png"):
+        assert (tmp_path / "run" / name).read_bytes()[:4] == b"\x89PNG"
+    encoder = keras.saving.load_model(written["encoder_path"])  # the pre-trained encoder, reusable
+    assert encoder.hidden_dim == 16 and encoder.channels == 3
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_run_on_a_csv_and_text_files_writes_results_and_a_string_export(capsys, tmp_path, table):
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "a.txt").write_text("the team scored a goal in the match\nflour and sugar bake in the oven\n")
+    code = cli.main(["run", "bert_text", "--data", str(table), "--unlabeled", str(books), "--quick",
+                     "--labels-per-class", "2", *run_args(tmp_path), "--set", *TINY_TEXT])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "4 test texts (held out of the labelled texts, stratified; not pre-trained on)" in out
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert written["data"]["unlabeled"][0].startswith("files [") and "a.txt" in written["data"]["unlabeled"][0]
+    assert written["baseline_accuracy"] >= 0.75 and 0.0 <= written["masked_token_accuracy"] <= 1.0
+    assert written["export_path"] == str(tmp_path / "saved_models" / "bert_text" / "1")
+    assert written["export_max_abs_diff"] <= 1e-5
+    assert (tmp_path / "run" / "preset" / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty folder", "No images found"),
+    ("one class", "needs at least two classes; the labelled data has only class 'circle'"),
+    ("undecodable image", "bad.png cannot be decoded as an image"),
+    ("more labels than a class has", "Class 'circle' has 14 labelled examples, fewer than the 20 training labels"),
+    ("output is a file", "is a file: pass another --output"),
+])
+def test_bad_image_inputs_fail_clearly_and_write_nothing(capsys, tmp_path, folder, case, message):
+    data, extra = folder, []
+    if case == "empty folder":
+        data = tmp_path / "empty"
+        data.mkdir()
+    elif case == "one class":
+        data = write_image_folder(tmp_path / "one", per_class=14, classes=("circle",))
+    elif case == "undecodable image":
+        (folder / "square" / "bad.png").write_bytes(b"not an image")
+    elif case == "more labels than a class has":
+        extra = ["--labels-per-class", "20"]
+    elif case == "output is a file":
+        (tmp_path / "run").write_text("")
+    code = cli.main(["run", "mae_images", "--data", str(data), "--quick", *extra, *run_args(tmp_path), "--set",
+                     *TINY_IMAGES])
+    error = capsys.readouterr().err
+    assert code == 1 and message in error and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "saved_models").exists()
+    assert case == "output is a file" or not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing columns", "has no column 'body'"),
+    ("one class", "needs at least two classes"),
+    ("glob matching nothing", "matches no files"),
+])
+def test_bad_text_inputs_fail_clearly_and_write_nothing(capsys, tmp_path, table, case, message):
+    extra = []
+    if case == "missing columns":
+        extra = ["--text-column", "body"]
+    elif case == "one class":
+        table.write_text("text,label\n" + "".join(f"some text {i},only\n" for i in range(30)))
+    elif case == "glob matching nothing":
+        extra = ["--unlabeled", str(tmp_path / "nothing" / "*.txt")]
+    code = cli.main(["run", "bert_text", "--data", str(table), "--quick", "--labels-per-class", "2", *extra,
+                     *run_args(tmp_path), "--set", *TINY_TEXT])
+    error = capsys.readouterr().err
+    assert code == 1 and message in error and len(error.strip().splitlines()) == 1, error
+    assert not (tmp_path / "saved_models").exists() and not (tmp_path / "run").exists()
+
+
+MY_RECIPE = '''
+"""A user's recipe: the image pipeline on their folder, smaller."""
+import keras
+from keras_pretrain.pipelines import ImageDataConfig, ImagePipelineConfig, ViTConfig, MaeConfig
+from keras_pretrain.evaluation import EvaluationConfig
+from keras_pretrain.pipelines.base import ExportConfig, PretrainConfig
+
+print("building on", keras.backend.backend())
+recipe = ImagePipelineConfig(
+    name="my_recipe",
+    data=ImageDataConfig(labelled={folder!r}, image_size=20),
+    encoder=ViTConfig(patch_size=5, hidden_dim=16, depth=1, num_heads=2),
+    objective=MaeConfig(decoder_dim=16),
+    pretrain=PretrainConfig(epochs=1, batch_size=8),
+    evaluation=EvaluationConfig(labels_per_class=2, val_per_class=2, finetune_epochs=2,
+                                finetune_grid=[(1e-3, 0.75)], scratch_grid=[(1e-3, None)]),
+    export=ExportConfig(enabled=False),
+)
+'''
+
+
+@pytest.mark.slow
+def test_user_recipe_file_runs_on_the_backend_the_flag_names(tmp_path, folder):
     # A fresh process: the flag must choose the backend before keras is imported.
-    (tmp_path / "my_recipe.py").write_text(MY_RECIPE)
+    (tmp_path / "my_recipe.py").write_text(MY_RECIPE.format(folder=str(folder)))
     other = "jax" if keras.backend.backend() != "jax" else "torch"
     code = textwrap.dedent(f"""
         import sys
         from keras_pretrain.cli import main
         sys.exit(main(["run", {str(tmp_path / 'my_recipe.py')!r}, "--backend", {other!r},
-                       "--output", {str(tmp_path / 'out')!r}, "--labels-per-class", "3"]))
+                       "--output", {str(tmp_path / 'out')!r}]))
     """)
     result = run_python(code, backend="tensorflow")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"ran on {other}" in result.stdout
+    assert f"building on {other}" in result.stdout
     results = json.loads((tmp_path / "out" / "results.json").read_text())
-    assert results == {"recipe": "my_recipe", "backend": other, "labels_per_class": 3}
+    assert results["recipe"] == "my_recipe" and results["backend"] == other
+    assert results["data"]["image_shape"] == [20, 20, 3]
 
 
 def test_recipe_file_must_define_one_recipe(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
-    with pytest.raises(ValueError, match="exactly one subclass"):
+    with pytest.raises(ValueError, match="must define exactly one recipe .* found 0"):
         load_recipe(tmp_path / "empty.py")
-    assert issubclass(type(load_recipe("mae_fashion_mnist", quick=True)), Recipe)
+    (tmp_path / "two.py").write_text("from keras_pretrain.pipelines import ImagePipelineConfig as C\na = C()\nb = C()\n")
+    with pytest.raises(ValueError, match="found 2: a, b"):
+        load_recipe(str(tmp_path / "two.py"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_recipe(str(tmp_path / "missing.py"))

@@ -15,9 +15,8 @@ import sys
 
 CHILD = """
 import json, time, numpy as np, keras
-from keras_pretrain.recipe import load_recipe
-recipe = load_recipe("mae_fashion_mnist", verbose=0)
-mae = recipe.pretrain_model()
+from keras_pretrain.pipelines import load_recipe, pipeline_for
+mae = pipeline_for(load_recipe("mae_fashion_mnist"), verbose=0).pretrain_model((28, 28, 1), total_steps=1000)
 images = np.random.default_rng(0).integers(0, 256, ({n}, 28, 28, 1)).astype("uint8")
 mae.fit(images[: 2 * {b}], batch_size={b}, epochs=1, verbose=0)
 start = time.perf_counter()

@@ -1,26 +1,40 @@
 """Text corpora, WordPiece vocabularies trained on them, and packed or bucketed `tf.data` pipelines for MLM.
 
 A `TextCorpus` is a re-iterable stream of documents (Python strings) from
-local files, a Python iterable or a TensorFlow Datasets text data set. Files
-are read lazily line by line, so corpora larger than memory work end to end:
-hashing, vocabulary training, `packed_dataset` and `bucketed_dataset` all stream.
+local files (text, JSON Lines, CSV or TSV; named one by one, as directories
+or as glob patterns), a Python iterable or a TensorFlow Datasets text data
+set. Files are read lazily line by line, so corpora larger than memory work
+end to end: hashing, vocabulary training, `packed_dataset` and
+`bucketed_dataset` all stream.
 """
 
+import csv
+import glob
 import hashlib
+import itertools
 import json
 import os
+import warnings
 from pathlib import Path
 
 import keras_hub
 import tensorflow as tf
 
-from keras_pretrain.data.fashion_mnist import DataNotFoundError
+from keras_pretrain.data.tfds import load_tfds, parse_tfds_spec
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 # Fewer learned tokens than this cannot even hold a Latin alphabet's letters.
 MIN_LEARNED_TOKENS = 26
 # [CLS] + [SEP] + a handful of tokens: anything shorter is all overhead.
 MIN_SEQUENCE_LENGTH = 8
+# Files a directory contributes to a corpus; other files (images, archives, caches) are skipped.
+TEXT_EXTENSIONS = (".txt", ".text", ".md", ".rst", ".jsonl", ".csv", ".tsv")
+# Files read as tables (one document per row, in a named column) rather than as running text.
+TABLE_EXTENSIONS = (".jsonl", ".csv", ".tsv")
+MODES = ("lines", "paragraphs", "files")
+# A learned vocabulary below this share of the size asked for means the corpus is too small for it.
+VOCABULARY_SHORTFALL = 0.9
+# A TFDS name may carry a version after a colon (imdb_reviews:1.0.0); a split follows the next colon.
 
 
 class CorpusError(ValueError):
@@ -40,34 +54,72 @@ class TextCorpus:
     >>> corpus = TextCorpus.from_texts(["one document", "another one"])
     """
 
-    def __init__(self, documents, description):
-        """`documents`: a callable returning a fresh iterator of strings on each call."""
+    def __init__(self, documents, description, files=None, read=None):
+        """`documents`: a callable returning a fresh iterator of strings on each call. A corpus of files also
+        takes `files` and `read(some_files)` (their documents), so that `shard` can split it by file."""
         self._documents = documents
         self.description = description
+        self._files = files
+        self._read = read
+
+    def shard(self, index, count):
+        """Process `index` of `count`'s share: every `count`-th file from `index` (so each process reads only its
+        own files) when there are at least `count` files, else every `count`-th document.
+
+        Example:
+        >>> mine = TextCorpus.from_files("corpus/*.txt").shard(process_id, num_processes)
+        """
+        if count == 1:
+            return self
+        where = f"{self.description} (share {index + 1} of {count})"
+        if self._files is not None and len(self._files) >= count:
+            mine = self._files[index::count]
+            return TextCorpus(lambda: self._read(mine), where, mine, self._read)
+        return TextCorpus(lambda: itertools.islice(self._documents(), index, None, count), where)
 
     @classmethod
-    def from_files(cls, paths, mode="lines", encoding="utf-8"):
-        """Documents from local text files, read line by line.
+    def from_files(cls, paths, mode="lines", encoding="utf-8", text_column="text"):
+        """Documents from local files, directories and glob patterns, read lazily line by line.
 
-        `mode="lines"`: one document per non-blank line. `mode="paragraphs"`:
-        documents are runs of non-blank lines separated by blank lines, their
-        lines joined with a space. Bytes that do not decode raise `CorpusError`
-        naming the file, line and byte offset.
+        `paths` is one path or a list. A directory contributes every file under
+        it (recursively, sorted, hidden files and folders skipped) whose
+        extension is one of `TEXT_EXTENSIONS`; a pattern with `*`, `?` or `[`
+        contributes the files it matches (sorted; `**` crosses folders). A file
+        named twice is read once.
+
+        How a file becomes documents depends on its extension. `.jsonl`: one
+        JSON object per line, the document is its field `text_column`.
+        `.csv` / `.tsv`: a header row, then one document per row in column
+        `text_column` (quoted fields may span lines). Any other file is running
+        text, split by `mode`: `"lines"`, one document per non-blank line;
+        `"paragraphs"`, runs of non-blank lines separated by blank lines, their
+        lines joined with a space; `"files"`, the whole file as one document,
+        its lines joined with a space. Bytes that do not decode raise
+        `CorpusError` naming the file, line and byte offset.
+
+        Example:
+        >>> corpus = TextCorpus.from_files(["books/", "news/**/*.jsonl"], mode="paragraphs", text_column="body")
+        >>> corpus.description
+        "files ['books/a.txt', 'books/b.md', 'news/2024/01.jsonl', and 9 more] (paragraphs; column 'body')"
         """
-        if mode not in ("lines", "paragraphs"):
-            raise ValueError(f"mode must be 'lines' or 'paragraphs'; got {mode!r}.")
-        paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-        if not paths:
-            raise CorpusError("No files given: the corpus is empty.")
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise FileNotFoundError(f"Corpus files not found: {missing}.")
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'lines', 'paragraphs' or 'files'; got {mode!r}.")
+        files = resolve_files(paths)
+        # Tables' headers are checked now, so a wrong text_column fails here, not deep in a training run.
+        for path in files:
+            if path.suffix.lower() in TABLE_EXTENSIONS:
+                check_columns(path, table_columns(path, encoding), {"text_column": text_column})
 
-        def documents():
-            for path in paths:
-                yield from _read_documents(path, mode, encoding)
+        kinds = []
+        if any(path.suffix.lower() not in TABLE_EXTENSIONS for path in files):
+            kinds.append(mode)
+        if any(path.suffix.lower() in TABLE_EXTENSIONS for path in files):
+            kinds.append(f"column {text_column!r}")
+        def read(some):
+            for path in some:
+                yield from _file_documents(path, mode, encoding, text_column)
 
-        return cls(documents, f"files {[str(p) for p in paths]} ({mode})")
+        return cls(lambda: read(files), f"files {describe_files(files)} ({'; '.join(kinds)})", files, read)
 
     @classmethod
     def from_texts(cls, texts, name="texts"):
@@ -104,20 +156,9 @@ class TextCorpus:
         must already be prepared in `data_dir` (or TFDS's default directory),
         and a `DataNotFoundError` says how to prepare it otherwise.
         """
-        try:
-            import tensorflow_datasets as tfds
-        except ImportError as error:
-            raise ImportError("TFDS corpora need `pip install tensorflow-datasets`.") from error
-        try:
-            dataset = tfds.load(name, split=split, data_dir=data_dir, download=download)
-        except Exception as error:  # TFDS raises AssertionError, DatasetNotFoundError, network errors...
-            raise DataNotFoundError(
-                f"TFDS data set {name!r} (split {split!r}) could not be loaded "
-                f"{'' if download else 'offline '}from {data_dir or 'the default TFDS directory'}: "
-                f"{type(error).__name__}: {error}\nFix: prepare it once with network access "
-                f"(`tfds build {name}`, or tfds.load(..., download=True)) and pass its data_dir, "
-                "or use local text files with TextCorpus.from_files."
-            ) from error
+        import tensorflow_datasets as tfds
+
+        dataset = load_tfds(name, split, data_dir, download, instead="local text files (TextCorpus.from_files)")
         if not isinstance(dataset.element_spec, dict) or text_key not in dataset.element_spec:
             keys = sorted(dataset.element_spec) if isinstance(dataset.element_spec, dict) else dataset.element_spec
             raise KeyError(f"TFDS data set {name!r} has no feature {text_key!r}; its features: {keys}.")
@@ -156,6 +197,32 @@ class TextCorpus:
         return tf.data.Dataset.from_generator(lambda: iter(self), output_signature=tf.TensorSpec((), tf.string))
 
 
+def text_corpus(spec, mode="lines", text_column="text", data_dir=None, download=True):
+    """A `TextCorpus` from a command-line style `spec`: `"tfds:NAME[:SPLIT]"`, or files, directories and globs.
+
+    A TFDS spec reads feature `text_column` (with `data_dir` and
+    `download`); `"wordnet"` is every WordNet gloss (from `data_dir` or the
+    usual places); anything else goes to `TextCorpus.from_files` with `mode`
+    and `text_column`; a `TextCorpus` is returned as it is.
+
+    Example:
+    >>> text_corpus("tfds:imdb_reviews:unsupervised").description
+    'tfds imdb_reviews (unsupervised)'
+    >>> corpus = text_corpus("books/**/*.txt", mode="paragraphs")
+    """
+    if isinstance(spec, TextCorpus):
+        return spec
+    if spec == "wordnet":
+        from keras_pretrain.data.wordnet import gloss_corpus
+
+        return gloss_corpus(data_dir)
+    tfds_spec = parse_tfds_spec(spec)
+    if tfds_spec:
+        name, split = tfds_spec
+        return TextCorpus.from_tfds(name, split=split, text_key=text_column, data_dir=data_dir, download=download)
+    return TextCorpus.from_files(spec, mode=mode, text_column=text_column)
+
+
 def _decode(data, where, encoding):
     try:
         return data.decode(encoding)
@@ -166,13 +233,81 @@ def _decode(data, where, encoding):
         ) from error
 
 
-def _read_documents(path, mode, encoding):
-    paragraph = []
+def resolve_files(paths, extensions=TEXT_EXTENSIONS):
+    """The files that `paths` (one path or a list of files, directories and glob patterns) name, in order.
+
+    Directories contribute their files with one of `extensions` (recursively,
+    sorted, hidden names skipped); glob patterns the files they match. Raises
+    `FileNotFoundError` for missing paths and `CorpusError` for a pattern
+    matching nothing or a directory without such files.
+
+    Example:
+    >>> resolve_files(["notes.txt", "wiki/", "logs/**/*.jsonl"])
+    [PosixPath('notes.txt'), PosixPath('wiki/a.txt'), PosixPath('wiki/sub/b.md'), PosixPath('logs/2024/x.jsonl')]
+    """
+    specs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not specs:
+        raise CorpusError("No files given: the corpus is empty.")
+    files, missing = [], []
+    for spec in specs:
+        text, path = os.fspath(spec), Path(spec)
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            found = _files_under(path, extensions)
+            if not found:
+                raise CorpusError(
+                    f"Directory {path} holds no text files (extensions {' '.join(extensions)}): "
+                    "put the text in such files, or name the files or a glob pattern instead."
+                )
+            files.extend(found)
+        elif any(char in text for char in "*?["):
+            # Only files: a pattern names the files it wants (`dir/**/*.txt`); pass a directory to take all its text.
+            matches = sorted(Path(match) for match in glob.glob(text, recursive=True) if os.path.isfile(match))
+            if not matches:
+                raise CorpusError(f"glob {text!r} matches no files: check the pattern.")
+            files.extend(matches)
+        else:
+            missing.append(text)
+    if missing:
+        raise FileNotFoundError(f"Corpus files not found: {missing}.")
+    seen, unique = set(), []
+    for path in files:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(path)
+    return unique
+
+
+def _files_under(directory, extensions):
+    found = []
+    for root, folders, names in os.walk(directory):
+        # Hidden folders (.git, .ipynb_checkpoints, ...) hold tool data, not the corpus.
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [
+            Path(root) / name
+            for name in names
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions
+        ]
+    return sorted(found)
+
+
+def describe_files(files):
+    """`files` in one short line: the first three and how many more, so errors naming a corpus stay readable."""
+    names = [str(path) for path in files]
+    if len(names) <= 3:
+        return repr(names)
+    return repr(names[:3])[:-1] + f", and {len(names) - 3} more]"
+
+
+def _decoded_lines(path, encoding):
+    """`(line number, line)` for each line of `path`, line endings kept; undecodable bytes raise `CorpusError`."""
     offset = 0
     with open(path, "rb") as f:
         for number, raw in enumerate(f, start=1):
             try:
-                line = raw.decode(encoding).strip()
+                line = raw.decode(encoding)
             except UnicodeDecodeError as error:
                 raise CorpusError(
                     f"{path}, line {number}, byte offset {offset + error.start}: not valid {encoding} "
@@ -180,16 +315,147 @@ def _read_documents(path, mode, encoding):
                     f"{encoding} or pass the right encoding."
                 ) from error
             offset += len(raw)
-            if mode == "lines":
-                if line:
-                    yield line
-            elif line:
-                paragraph.append(line)
-            elif paragraph:
-                yield " ".join(paragraph)
-                paragraph = []
+            # Spreadsheet exports often start with a byte-order mark, which would stick to the first column's name.
+            yield number, (line[1:] if number == 1 and line.startswith("\ufeff") else line)
+
+
+def _read_documents(path, mode, encoding):
+    paragraph = []
+    for _, line in _decoded_lines(path, encoding):
+        line = line.strip()
+        if mode == "lines":
+            if line:
+                yield line
+        elif line:
+            paragraph.append(line)
+        elif paragraph and mode == "paragraphs":
+            yield " ".join(paragraph)
+            paragraph = []
     if paragraph:
         yield " ".join(paragraph)
+
+
+def _file_documents(path, mode, encoding, text_column):
+    if path.suffix.lower() not in TABLE_EXTENSIONS:
+        yield from _read_documents(path, mode, encoding)
+        return
+    for _, (text,) in table_rows(path, encoding, {"text_column": text_column}):
+        if text.strip():
+            yield text.strip()
+
+
+def table_columns(path, encoding="utf-8"):
+    """The column names of a `.csv` / `.tsv` table (its header row) or `.jsonl` file (its first object's fields).
+
+    `None` for a file without any (empty). Reads only up to the header or first object.
+
+    Example:
+    >>> table_columns("reviews.csv")
+    ['id', 'text', 'label']
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".jsonl":
+        for number, line in _decoded_lines(path, encoding):
+            if line.strip():
+                return list(_json_object(path, number, line))
+        return None
+    return next(_csv_reader(path, encoding), (None, None))[1]
+
+
+def check_columns(path, columns, wanted):
+    """Raise `CorpusError` unless every column in `wanted` (`{option name: column}`) is among `columns`.
+
+    Example:
+    >>> check_columns("reviews.csv", ["id", "body"], {"text_column": "text"})
+    Traceback (most recent call last):
+    CorpusError: reviews.csv has no column 'text'; its columns: id, body. Pass text_column=... (--text-column) ...
+    """
+    for option, column in wanted.items():
+        if columns is not None and column not in columns:
+            raise CorpusError(
+                f"{path} has no column {column!r}; its columns: {', '.join(map(str, columns)) or '(none)'}. "
+                f"Pass {option}=... (--{option.replace('_', '-')} on the command line) naming the right one."
+            )
+
+
+def table_rows(path, encoding, columns):
+    """`(line number, values)` for each row of a `.csv`, `.tsv` or `.jsonl` file: the values of `columns`, as strings.
+
+    `columns` maps the option that chose each column to the column
+    (`{"text_column": "body"}`), so errors say what to pass. Streams the
+    file. A missing value reads as `""`; a JSONL line that is not a JSON
+    object or lacks a field raises `CorpusError` naming file and line.
+
+    Example:
+    >>> next(table_rows("reviews.csv", "utf-8", {"text_column": "text", "label_column": "label"}))
+    (2, ('Great film.', 'pos'))
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".jsonl":
+        for number, line in _decoded_lines(path, encoding):
+            if line.strip():
+                record = _json_object(path, number, line)
+                yield number, tuple(_json_value(path, number, record, *item) for item in columns.items())
+        return
+    rows = _csv_reader(path, encoding)
+    header = next(rows, (None, None))[1]
+    if header is None:
+        return
+    check_columns(path, header, columns)
+    positions = [header.index(column) for column in columns.values()]
+    for number, row in rows:
+        if row:  # the csv module reads a blank line as an empty row
+            yield number, tuple(row[i] if i < len(row) else "" for i in positions)
+
+
+def _csv_reader(path, encoding):
+    """`(first line number, row)` for each row of a CSV (`.tsv`: tab-separated) file, header included."""
+    # Whole documents in one field easily pass the csv module's default limit of 128 KiB.
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    lines = (line for _, line in _decoded_lines(path, encoding))
+    # strict: a quote left open is an error, rather than the rest of the file read as one field.
+    reader = csv.reader(lines, delimiter="\t" if path.suffix.lower() == ".tsv" else ",", strict=True)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise CorpusError(
+                f"{path}, line {start}: not valid {'TSV' if path.suffix.lower() == '.tsv' else 'CSV'} ({error}). "
+                "Close the quoted field (a quote inside one is written twice) or fix the row."
+            ) from error
+        yield start, row
+        start = reader.line_num + 1
+
+
+def _json_object(path, number, line):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise CorpusError(
+            f"{path}, line {number}: not JSON ({error.msg} at column {error.colno}). "
+            "A .jsonl file holds one JSON object per line."
+        ) from error
+    if not isinstance(record, dict):
+        raise CorpusError(
+            f"{path}, line {number}: a JSON {type(record).__name__}, not an object. "
+            "A .jsonl file holds one JSON object per line."
+        )
+    return record
+
+
+def _json_value(path, number, record, option, field):
+    if field not in record:
+        raise CorpusError(
+            f"{path}, line {number} has no field {field!r}; its fields: {', '.join(map(str, record)) or '(none)'}. "
+            f"Add it, or pass {option}=... (--{option.replace('_', '-')}) naming the field that holds it."
+        )
+    value = record[field]
+    if isinstance(value, (dict, list)):
+        raise CorpusError(f"{path}, line {number}: field {field!r} is a JSON {type(value).__name__}, not text.")
+    return "" if value is None else str(value)
 
 
 def default_cache_dir():
@@ -232,35 +498,49 @@ def train_word_piece_vocabulary(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache_dir / f"wordpiece-{vocabulary_size}-{key[:20]}.txt"
     if path.is_file():
-        return path.read_text(encoding="utf-8").splitlines()
-    vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
-        corpus.dataset(),
-        vocabulary_size,
-        lowercase=lowercase,
-        strip_accents=strip_accents,
-        reserved_tokens=list(special_tokens),
-    )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # Write then rename, so a crash never leaves a truncated vocabulary to be reused.
-    partial = path.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_text("".join(token + "\n" for token in vocabulary), encoding="utf-8")
-    partial.replace(path)
+        vocabulary = path.read_text(encoding="utf-8").splitlines()
+    else:
+        vocabulary = keras_hub.tokenizers.compute_word_piece_vocabulary(
+            corpus.dataset(),
+            vocabulary_size,
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+            reserved_tokens=list(special_tokens),
+        )
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # Write then rename, so a crash never leaves a truncated vocabulary to be reused.
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text("".join(token + "\n" for token in vocabulary), encoding="utf-8")
+        partial.replace(path)
+    # Checked on cache hits too: the vocabulary (and the model's embedding table) is smaller than configured.
+    if len(vocabulary) < VOCABULARY_SHORTFALL * vocabulary_size:
+        size = len(vocabulary)
+        warnings.warn(
+            f"Asked for a vocabulary of {vocabulary_size} tokens; the corpus {corpus.description} supports only "
+            f"{size}: {size} tokens are used (ask for at most {size}, or give more text).",
+            UserWarning,
+            stacklevel=2,
+        )
     return vocabulary
 
 
 def train_word_piece_tokenizer(corpus, vocabulary_size, lowercase=True, strip_accents=False, cache_dir=None):
-    """A `keras_hub.tokenizers.WordPieceTokenizer` whose vocabulary is trained on `corpus` (and cached).
+    """A `keras_hub.models.BertTokenizer` whose WordPiece vocabulary is trained on `corpus` (and cached).
+
+    A BERT tokenizer (a `WordPieceTokenizer` that knows its [CLS], [SEP],
+    [PAD] and [MASK] ids), so it plugs straight into keras-hub's BERT
+    preprocessors and tasks, as well as `packed_dataset` and `bucketed_dataset`.
 
     Example:
     >>> tokenizer = train_word_piece_tokenizer(TextCorpus.from_files("corpus.txt"), 8192)
     >>> tokenizer(["the cat sat", "on the mat"])  # a ragged int32 batch of word-piece ids
+    >>> preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=128)
     """
     vocabulary = train_word_piece_vocabulary(
         corpus, vocabulary_size, lowercase=lowercase, strip_accents=strip_accents, cache_dir=cache_dir
     )
-    return keras_hub.tokenizers.WordPieceTokenizer(
-        vocabulary=vocabulary, lowercase=lowercase, strip_accents=strip_accents, oov_token="[UNK]"
-    )
+    # BertTokenizer passes strip_accents (and the default oov_token "[UNK]") on to WordPieceTokenizer.
+    return keras_hub.models.BertTokenizer(vocabulary=vocabulary, lowercase=lowercase, strip_accents=strip_accents)
 
 
 def _framing_token_ids(corpus, tokenizer, sequence_length):

@@ -32,6 +32,11 @@ NOUN_CATEGORIES = {
     28: "noun.time",
 }
 DEBIAN_DIR = Path("/usr/share/wordnet")
+# The 8 large, distinct noun categories of the few-label task (2.5k-11.6k synsets each).
+FEW_LABEL_CATEGORIES = (
+    "noun.artifact", "noun.person", "noun.plant", "noun.animal",
+    "noun.act", "noun.communication", "noun.location", "noun.food",
+)
 
 
 def candidate_dirs():
@@ -119,3 +124,19 @@ def gloss_corpus(data_dir=None, exclude=()):
                     yield gloss
 
     return TextCorpus.from_texts(glosses, name=f"WordNet glosses in {directory}")
+
+
+def noun_gloss_source(data_dir=None, categories=FEW_LABEL_CATEGORIES):
+    """Noun glosses labelled with their category, as a `LabelledTextSource` (class names without `noun.`).
+
+    Example:
+    >>> source = noun_gloss_source()             # the spec "wordnet_nouns"
+    >>> source.class_names[:3]
+    ['artifact', 'person', 'plant']
+    """
+    from keras_pretrain.data.labelled_text import LabelledTextSource
+
+    glosses, names = load_noun_glosses(data_dir, categories)
+    labels = [list(categories).index(name) for name in names]
+    class_names = [category.split(".", 1)[1] for category in categories]
+    return LabelledTextSource.from_lists(glosses, labels, class_names, description=f"WordNet noun glosses ({len(glosses)})")

@@ -22,6 +22,6 @@ Example:
 
 from keras_pretrain.distribute.layout import transformer_layout_map
 from keras_pretrain.distribute.plan import DistributionPlan, setup
-from keras_pretrain.distribute.replica import replica_uniform, scale_loss_for_replicas
+from keras_pretrain.distribute.replica import replica_uniform
 
-__all__ = ["DistributionPlan", "replica_uniform", "scale_loss_for_replicas", "setup", "transformer_layout_map"]
+__all__ = ["DistributionPlan", "replica_uniform", "setup", "transformer_layout_map"]

@@ -3,6 +3,7 @@
 import os
 
 import keras
+import numpy as np
 
 from keras_pretrain.distribute.layout import transformer_layout_map
 from keras_pretrain.distribute.plan import DistributionPlan, env_int
@@ -73,3 +74,19 @@ class JaxPlan(DistributionPlan):
 
     def scope(self):
         return self.distribution.scope()
+
+    @property
+    def input_shard(self):
+        return self.process_id, self.num_processes
+
+    def distribute(self, dataset):
+        # Each host already reads its own share (input_shard); Keras must not shard it again.
+        self.distribution.auto_shard_dataset = False
+        return super().distribute(dataset)
+
+    def agree_min(self, value):
+        if self.num_processes == 1:
+            return value
+        from jax.experimental import multihost_utils
+
+        return int(multihost_utils.process_allgather(np.int64(value)).min())

@@ -89,6 +89,38 @@ class DistributionPlan:
         """This process's share of a dataset of global batches (all of it by default)."""
         return dataset
 
+    @property
+    def input_shard(self):
+        """`(index, count)`: which share of the input files this process reads itself.
+
+        `(0, 1)` (everything) on one process and with `tf.distribute`, whose
+        strategies split the batches; JAX hosts and torch ranks each read their
+        own share, so a corpus never has to pass through one machine.
+        """
+        return 0, 1
+
+    def local_batch_size(self, batch_size):
+        """The batch this process reads for a global batch of `batch_size`; a clear error if it does not split."""
+        self.check_batch_size(batch_size)
+        count = self.input_shard[1]
+        if batch_size % count:
+            raise ValueError(f"The global batch size {batch_size} must split evenly over {count} processes.")
+        return batch_size // count
+
+    def distribute(self, dataset):
+        """Keyword arguments for `model.fit` on `dataset`, this process's batches (see `input_shard`).
+
+        Example:
+        >>> local = source.dataset(..., indices=indices[plan.input_shard[0]::plan.input_shard[1]])
+        >>> model.fit(**plan.distribute(local.batch(plan.local_batch_size(256), drop_remainder=True)),
+        ...           steps_per_epoch=plan.agree_min(steps), epochs=3)
+        """
+        return {"x": dataset, "callbacks": self.callbacks()} if self.distributed else {"x": dataset}
+
+    def agree_min(self, value):
+        """The smallest of `value` over the processes reading their own input shares (steps per epoch must agree)."""
+        return value
+
     def callbacks(self):
         """Callbacks `fit` needs under this plan."""
         return []

@@ -1,4 +1,7 @@
-"""What an objective needs to be correct on every replica: distinct noise, global-batch losses."""
+"""The one thing an objective must do differently on each replica: draw its own share of the mask noise.
+
+Losses need nothing: a `keras.losses.Loss` scales itself for `tf.distribute`.
+"""
 
 import keras
 
@@ -44,23 +47,3 @@ def replica_uniform(shape, seed):
     batch_size = shape[0]
     noise = keras.random.uniform((batch_size * num_replicas, *shape[1:]), seed=seed)
     return noise[replica * batch_size : (replica + 1) * batch_size]
-
-
-def scale_loss_for_replicas(loss):
-    """A per-replica mean loss scaled so that summing replicas gives the global-batch loss.
-
-    `tf.distribute` sums gradients over replicas and Keras multiplies the
-    logged loss back by the replica count, so an objective returning a plain
-    mean must divide by it, as Keras's own losses do. JAX steps already see the
-    global batch and the torch plan averages gradients, so there it is a no-op.
-
-    Example:
-    >>> return scale_loss_for_replicas(ops.sum(error * mask) / ops.maximum(ops.sum(mask), 1.0))
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if num_replicas > 1:
-            return loss / num_replicas
-    return loss

@@ -15,8 +15,9 @@ class TensorFlowPlan(DistributionPlan):
     machine without GPUs the CPU is split into `devices` logical devices, which
     is how the tests run it. Several hosts: when `TF_CONFIG` lists more than
     one worker, a `MultiWorkerMirroredStrategy` over all their GPUs. Models
-    must be built and compiled in `scope()`; the objectives scale their loss
-    with `scale_loss_for_replicas`, so logs and gradients are the global batch's.
+    must be built and compiled in `scope()`; the objectives compute their loss
+    with Keras losses, which divide by the replica count, so logs and gradients
+    are the global batch's.
 
     Example:
     >>> plan = TensorFlowPlan(devices=2)

@@ -60,6 +60,15 @@ class TorchPlan(DistributionPlan):
     def callbacks(self):
         return [AverageGradients()]
 
+    @property
+    def input_shard(self):
+        return self.process_id, self.num_processes
+
+    def agree_min(self, value):
+        value = torch.tensor(int(value), dtype=torch.int64)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return int(value)
+
 
 class AverageGradients(keras.callbacks.Callback):
     """Keeps torch ranks identical under plain `model.fit`.

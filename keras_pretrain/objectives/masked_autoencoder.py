@@ -3,8 +3,13 @@
 import keras
 from keras import ops
 
-from keras_pretrain.distribute import replica_uniform, scale_loss_for_replicas
-from keras_pretrain.models.vit import PositionEmbedding, patchify, transformer_blocks, unpatchify
+from keras_pretrain.distribute import replica_uniform
+from keras_pretrain.models.vit import (
+    PositionEmbedding,
+    patchify,
+    transformer_blocks,
+    unpatchify,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
@@ -71,6 +76,7 @@ class MaskedAutoencoder(keras.Model):
         self.decoder_blocks = transformer_blocks(decoder_depth, decoder_dim, decoder_heads, 4, "decoder_block")
         self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm")
         self.decoder_pred = keras.layers.Dense(patch_pixels, name="decoder_pred")
+        self.patch_loss = keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")
 
     def build(self, input_shape):
         if not self.encoder.built:  # a deserialized encoder comes built
@@ -120,10 +126,10 @@ class MaskedAutoencoder(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         pixels = ops.cast(y_pred["pixels"], "float32")
-        mask = ops.cast(y_pred["mask"], "float32")
-        error = ops.mean(ops.square(pixels - ops.cast(self.target_patches(x), "float32")), axis=-1)
-        # The guard keeps a batch with no removed patch from giving NaN.
-        return scale_loss_for_replicas(ops.sum(error * mask) / ops.maximum(ops.sum(mask), 1.0))
+        target = ops.cast(self.target_patches(x), "float32")
+        # Per-patch mean squared error averaged over removed patches (0, not NaN, when there are
+        # none); a Keras loss also scales itself for tf.distribute.
+        return self.patch_loss(target, pixels, sample_weight=ops.cast(y_pred["mask"], "float32"))
 
     def reconstruct(self, images, noise=None):
         """Masked inputs, reconstructions and originals as images in `[0, 1]`, for plotting.

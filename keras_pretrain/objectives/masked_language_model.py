@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_pretrain.distribute import replica_uniform, scale_loss_for_replicas
+from keras_pretrain.distribute import replica_uniform
 from keras_pretrain.models.text_backbone import sequence_output
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
@@ -160,6 +160,7 @@ class MaskedLanguageModel(keras.Model):
                 name="output_kernel", shape=(hidden_dim, vocabulary_size), initializer=initializer
             )
         self.masked_token_accuracy = keras.metrics.Mean(name="masked_token_accuracy")
+        self.token_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="mean_with_sample_weight")
 
     @classmethod
     def from_vocabulary(
@@ -322,12 +323,11 @@ class MaskedLanguageModel(keras.Model):
         logits = ops.cast(y_pred["logits"], "float32")
         targets = ops.cast(y_pred["targets"], "int32")
         weights = ops.cast(y_pred["weights"], "float32")
-        losses = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
         correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
         self.masked_token_accuracy.update_state(correct, sample_weight=weights)
-        # The guard keeps a batch with no selected token from giving NaN. Under data
-        # parallelism each replica averages over its own selected tokens.
-        return scale_loss_for_replicas(ops.sum(losses * weights) / ops.maximum(ops.sum(weights), 1.0))
+        # Averaged over the selected tokens (0, not NaN, when there are none); a Keras loss also
+        # scales itself for tf.distribute. Each replica averages over its own selected tokens.
+        return self.token_loss(targets, logits, sample_weight=weights)
 
     def get_config(self):
         return {

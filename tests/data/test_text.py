@@ -1,3 +1,6 @@
+import re
+import warnings
+
 import keras
 import keras_hub
 import numpy as np
@@ -9,6 +12,7 @@ from keras_pretrain.data import (
     TextCorpus,
     bucketed_dataset,
     packed_dataset,
+    text_corpus,
     train_word_piece_tokenizer,
     train_word_piece_vocabulary,
 )
@@ -40,7 +44,7 @@ def test_files_one_document_per_line(tmp_path):
 def test_files_blank_line_separated_paragraphs(tmp_path):
     (tmp_path / "a.txt").write_text("para one\nline two\n\n\n  \npara two\r\n")
     assert list(TextCorpus.from_files(tmp_path / "a.txt", mode="paragraphs")) == ["para one line two", "para two"]
-    with pytest.raises(ValueError, match="mode must be 'lines' or 'paragraphs'"):
+    with pytest.raises(ValueError, match="mode must be 'lines', 'paragraphs' or 'files'"):
         TextCorpus.from_files(tmp_path / "a.txt", mode="sentences")
 
 
@@ -190,6 +194,7 @@ def test_bucket_widths_out_of_range_are_a_clear_error():
         bucketed_dataset(corpus, fixed_tokenizer(), sequence_length=7)
 
 
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")  # a 15-word corpus cannot fill 80 tokens
 def test_vocabulary_training_and_its_disk_cache(tmp_path, monkeypatch):
     corpus = TextCorpus.from_texts(sentences(300))
     vocabulary = train_word_piece_vocabulary(corpus, 80, cache_dir=tmp_path)
@@ -225,6 +230,7 @@ def test_vocabulary_size_too_small_is_a_clear_error(tmp_path):
 
 
 # Whole-word masking needs a static length, which TensorFlow lacks for bucketed batches.
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
 @pytest.mark.parametrize("pipeline, whole_words", [(packed_dataset, True), (bucketed_dataset, False)])
 def test_trained_tokenizer_feeds_fit(tmp_path, pipeline, whole_words):
     corpus = TextCorpus.from_texts(sentences(120))
@@ -268,3 +274,182 @@ def test_tfds_that_cannot_load_offline_is_a_clear_error(tmp_path, monkeypatch):
         TextCorpus.from_tfds("imdb_reviews", data_dir=tmp_path)
     assert "tfds build imdb_reviews" in str(error.value) and str(tmp_path) in str(error.value)
     assert calls == [{"split": "train", "data_dir": tmp_path, "download": False}]
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_directories_give_their_text_files_recursively_in_order(tmp_path):
+    write(tmp_path / "corpus" / "b.txt", "bee\n")
+    write(tmp_path / "corpus" / "a" / "deep" / "c.md", "sea\n")
+    write(tmp_path / "corpus" / "a.rst", "ay\n")
+    write(tmp_path / "corpus" / ".hidden.txt", "secret\n")
+    write(tmp_path / "corpus" / ".git" / "notes.txt", "tool data\n")
+    write(tmp_path / "corpus" / "picture.png", "not text\n")
+    write(tmp_path / "corpus" / "data.JSONL", '{"text": "jay"}\n')  # extensions in any case
+    corpus = TextCorpus.from_files(tmp_path / "corpus")
+    assert list(corpus) == ["sea", "ay", "bee", "jay"]  # sorted paths: a/deep/c.md, a.rst, b.txt, data.JSONL
+    # Directories, files and patterns mix; a file named twice is read once.
+    both = TextCorpus.from_files([tmp_path / "corpus" / "b.txt", str(tmp_path / "corpus")])
+    assert list(both) == ["bee", "sea", "ay", "jay"]
+
+
+def test_globs_match_files_recursively_and_sorted(tmp_path):
+    for name in ("x/2.txt", "x/1.txt", "x/sub/3.txt", "x/sub/4.md", "x/.5.txt"):
+        write(tmp_path / name, name + "\n")
+    assert list(TextCorpus.from_files(str(tmp_path / "x" / "*.txt"))) == ["x/1.txt", "x/2.txt"]
+    assert list(TextCorpus.from_files(str(tmp_path / "x" / "**" / "*.txt"))) == ["x/1.txt", "x/2.txt", "x/sub/3.txt"]
+    assert list(TextCorpus.from_files(str(tmp_path / "x" / "sub" / "[34].*"))) == ["x/sub/3.txt", "x/sub/4.md"]
+    pattern = str(tmp_path / "x" / "*.csv")
+    with pytest.raises(CorpusError, match=rf"^glob '{re.escape(pattern)}' matches no files: check the pattern"):
+        TextCorpus.from_files([tmp_path / "x" / "1.txt", pattern])
+
+
+def test_directory_without_text_files_and_missing_paths_are_clear_errors(tmp_path):
+    write(tmp_path / "images" / "a.png", "png")
+    write(tmp_path / "images" / ".b.txt", "hidden")
+    with pytest.raises(CorpusError, match=r"images holds no text files \(extensions .txt .text .md .rst .jsonl .csv"):
+        TextCorpus.from_files(tmp_path / "images")
+    with pytest.raises(FileNotFoundError, match=r"Corpus files not found: \['.*nowhere'\]"):
+        TextCorpus.from_files([tmp_path / "images" / "a.png", tmp_path / "nowhere"])  # named files: any extension
+
+
+def test_files_mode_makes_each_file_one_document(tmp_path):
+    write(tmp_path / "a.txt", "  first line\nsecond line\n\n\nafter a gap  \n")
+    write(tmp_path / "b.txt", "\n\n")
+    write(tmp_path / "c.txt", "only")
+    corpus = TextCorpus.from_files(tmp_path, mode="files")
+    assert list(corpus) == ["first line second line after a gap", "only"]
+    assert corpus.description == f"files {[str(tmp_path / n) for n in ('a.txt', 'b.txt', 'c.txt')]} (files)"
+
+
+def test_description_names_three_files_and_a_count(tmp_path):
+    for i in range(5):
+        write(tmp_path / f"{i}.txt", "x")
+    description = TextCorpus.from_files(tmp_path).description
+    assert description == f"files ['{tmp_path}/0.txt', '{tmp_path}/1.txt', '{tmp_path}/2.txt', and 2 more] (lines)"
+
+
+def test_tables_give_one_document_per_row_from_the_text_column(tmp_path):
+    lines = ['{"id": 1, "body": "json one"}', "", '{"body": "  json two ", "extra": [1]}', '{"body": null}']
+    write(tmp_path / "a.jsonl", "\n".join(lines) + "\n")
+    write(tmp_path / "b.csv", 'id,body\n1,"csv, with a comma"\n2,"a quoted\nmulti-line field"\n3,\n\n4,"say ""hi"""\n')
+    write(tmp_path / "c.tsv", "body\tid\ntsv, one\t1\n")
+    write(tmp_path / "d.txt", "plain line one\nplain line two\n")
+    corpus = TextCorpus.from_files(tmp_path, text_column="body")
+    assert list(corpus) == [
+        "json one", "json two", "csv, with a comma", "a quoted\nmulti-line field", 'say "hi"', "tsv, one",
+        "plain line one", "plain line two",
+    ]
+    assert corpus.description.endswith("(lines; column 'body')")
+    assert TextCorpus.from_files(tmp_path / "b.csv", text_column="body").description.endswith("(column 'body')")
+
+
+def test_table_errors_name_the_file_its_columns_and_the_line(tmp_path):
+    write(tmp_path / "a.csv", "id,text\n1,hello\n")
+    with pytest.raises(CorpusError, match=r"a.csv has no column 'body'; its columns: id, text. Pass text_column="):
+        TextCorpus.from_files(tmp_path / "a.csv", text_column="body")  # checked up front, before any pass
+    write(tmp_path / "b.jsonl", '{"text": "fine"}\n{"text": "broken"\n')
+    corpus = TextCorpus.from_files(tmp_path / "b.jsonl")
+    with pytest.raises(CorpusError, match=r"b.jsonl, line 2: not JSON \(Expecting ',' delimiter"):
+        list(corpus)
+    write(tmp_path / "c.jsonl", '{"text": "fine"}\n\n{"body": "x"}\n')
+    with pytest.raises(CorpusError, match=r"c.jsonl, line 3 has no field 'text'; its fields: body"):
+        list(TextCorpus.from_files(tmp_path / "c.jsonl"))
+    write(tmp_path / "d.jsonl", '["text"]\n')
+    with pytest.raises(CorpusError, match=r"d.jsonl, line 1: a JSON list, not an object"):
+        TextCorpus.from_files(tmp_path / "d.jsonl")
+    write(tmp_path / "e.csv", 'text\nfine\n"never closed\nmore\n')
+    with pytest.raises(CorpusError, match=r"e.csv, line 3: not valid CSV \(unexpected end of data\)"):
+        list(TextCorpus.from_files(tmp_path / "e.csv"))
+    (tmp_path / "f.csv").write_bytes(b"text\nok\n\"bad \xff\"\n")
+    with pytest.raises(CorpusError, match=r"f.csv, line 3, byte offset 13: not valid utf-8"):
+        list(TextCorpus.from_files(tmp_path / "f.csv"))
+
+
+def test_spreadsheet_byte_order_mark_does_not_hide_the_first_column(tmp_path):
+    (tmp_path / "a.csv").write_bytes("\ufefftext,id\nhello,1\n".encode("utf-8"))
+    assert list(TextCorpus.from_files(tmp_path / "a.csv")) == ["hello"]
+
+
+def test_trained_tokenizer_is_a_bert_tokenizer_for_keras_hub_preprocessors_and_tasks(tmp_path):
+    texts = sentences(120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny corpus: the vocabulary is smaller than asked
+        tokenizer = train_word_piece_tokenizer(TextCorpus.from_texts(texts), 60, cache_dir=tmp_path)
+    assert isinstance(tokenizer, keras_hub.models.BertTokenizer)
+    assert (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id) == (
+        CLS, SEP, PAD, MASK,
+    )
+    assert not tokenizer.strip_accents and tokenizer.lowercase
+
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=12)
+    features = {k: keras.ops.convert_to_numpy(v) for k, v in preprocessor(["The cat sat", "a dog"]).items()}
+    assert features["token_ids"].shape == (2, 12) and (features["token_ids"][:, 0] == CLS).all()
+    assert features["token_ids"][0, 4] == SEP and UNK not in features["token_ids"]
+    masked, _, _ = keras_hub.models.BertMaskedLMPreprocessor(tokenizer, sequence_length=12)(["the cat sat on a mat"])
+    assert keras.ops.convert_to_numpy(masked["token_ids"]).shape == (1, 12)
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=12,
+    )
+    classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+    # shuffle=False: keras-hub turns raw strings into a tf.data pipeline, which Keras would warn cannot shuffle.
+    history = classifier.fit(texts[:8], np.arange(8) % 2, batch_size=8, epochs=1, shuffle=False, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+    assert keras.ops.convert_to_numpy(classifier.predict(["a red house"], verbose=0)).shape == (1, 2)
+
+
+def test_vocabulary_smaller_than_asked_warns_also_from_the_cache(tmp_path, monkeypatch):
+    corpus = TextCorpus.from_texts(sentences(100))
+    with pytest.warns(UserWarning, match=r"^Asked for a vocabulary of 200 tokens; the corpus texts supports only") as w:
+        vocabulary = train_word_piece_vocabulary(corpus, 200, cache_dir=tmp_path)
+    size = len(vocabulary)
+    assert f"only {size}: {size} tokens are used (ask for at most {size}, or give more text)." in str(w[0].message)
+    with pytest.warns(UserWarning, match="Asked for a vocabulary of 200 tokens"):
+        assert train_word_piece_vocabulary(corpus, 200, cache_dir=tmp_path) == vocabulary  # a cache hit
+    # 90% or more of the size asked for is fine.
+    fake = lambda data, size, **kwargs: SPECIAL + [f"t{i}" for i in range(int(size * 0.9) - 5)]  # noqa: E731
+    monkeypatch.setattr(keras_hub.tokenizers, "compute_word_piece_vocabulary", fake)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(train_word_piece_vocabulary(corpus, 100, cache_dir=tmp_path)) == 90
+
+
+def test_text_corpus_dispatches_tfds_specs_and_paths(tmp_path, monkeypatch):
+    write(tmp_path / "books" / "a.txt", "one\ntwo\n\nthree\n")
+    assert list(text_corpus(str(tmp_path / "books"), mode="paragraphs")) == ["one two", "three"]
+    corpus = TextCorpus.from_texts(["x"])
+    assert text_corpus(corpus) is corpus
+    calls = []
+    monkeypatch.setattr(TextCorpus, "from_tfds", classmethod(lambda cls, name, **kwargs: calls.append((name, kwargs))))
+    text_corpus("tfds:imdb_reviews", data_dir="/data")
+    text_corpus("tfds:wikipedia/20230601.en:train[:1%]", text_column="body", download=False)
+    text_corpus("tfds:imdb_reviews/plain_text:1.0.0:unsupervised")
+    assert calls == [
+        ("imdb_reviews", {"split": "train", "text_key": "text", "data_dir": "/data", "download": True}),
+        ("wikipedia/20230601.en", {"split": "train[:1%]", "text_key": "body", "data_dir": None, "download": False}),
+        (
+            "imdb_reviews/plain_text:1.0.0",
+            {"split": "unsupervised", "text_key": "text", "data_dir": None, "download": True},
+        ),
+    ]
+    with pytest.raises(ValueError, match=r"'tfds:' is not 'tfds:NAME' or 'tfds:NAME:SPLIT'"):
+        text_corpus("tfds:")
+
+
+def test_each_process_reads_its_own_files_or_every_nth_document(tmp_path):
+    for i in range(4):
+        (tmp_path / f"part{i}.txt").write_text(f"doc {i} a\ndoc {i} b\n")
+    corpus = TextCorpus.from_files(tmp_path)
+    shares = [list(corpus.shard(index, 2)) for index in range(2)]
+    assert shares == [["doc 0 a", "doc 0 b", "doc 2 a", "doc 2 b"], ["doc 1 a", "doc 1 b", "doc 3 a", "doc 3 b"]]
+    assert "share 2 of 2" in corpus.shard(1, 2).description and corpus.shard(0, 1) is corpus
+    # Fewer files than processes: every process still gets documents, every n-th one.
+    single = TextCorpus.from_files(tmp_path / "part0.txt")
+    assert [list(single.shard(index, 2)) for index in range(2)] == [["doc 0 a"], ["doc 0 b"]]
+    assert list(TextCorpus.from_texts(["x", "y", "z"]).shard(1, 2)) == ["y"]

@@ -63,6 +63,8 @@ def test_jax_data_and_model_parallel_on_8_devices_match_one_device(tmp_path):
     np.testing.assert_allclose(r["dp_weights"], r["single_weights"], atol=1e-5)
     np.testing.assert_allclose(r["mp_weights"], r["single_weights"], atol=1e-5)
     assert r["mp_losses"][-1] < r["mp_losses"][0]
+    np.testing.assert_allclose(r["dp_mlm_losses"], r["single_mlm_losses"], rtol=1e-5)
+    np.testing.assert_allclose(r["dp_mlm_weights"], r["single_mlm_weights"], atol=1e-5)
     # Every attention and MLP kernel of the encoder and the decoder is split on "model".
     specs = {path.split("/", 1)[1]: spec for path, spec in r["specs"]}
     shards = {path.split("/", 1)[1]: shape for path, shape in r["shard_shapes"]}
@@ -97,6 +99,7 @@ def test_jax_two_processes_on_localhost_end_identical(tmp_path):
     assert str(chief["describe"]).startswith("2 data-parallel replicas over 2 processes")
     np.testing.assert_array_equal(chief["weights"], other["weights"])
     np.testing.assert_array_equal(chief["losses"], other["losses"])
+    np.testing.assert_array_equal(chief["mlm_weights"], other["mlm_weights"])
 
 
 @pytest.mark.slow
@@ -110,6 +113,8 @@ def test_tensorflow_mirrored_on_2_cpus_logs_the_global_loss(tmp_path):
     np.testing.assert_allclose(r["losses"], r["single_losses"], rtol=1e-5)
     np.testing.assert_allclose(r["weights"], r["single_weights"], atol=1e-5)
     np.testing.assert_array_equal(r["replica_weights"][0], r["replica_weights"][1])
+    np.testing.assert_allclose(r["mlm_losses"], r["single_mlm_losses"], rtol=1e-5)
+    np.testing.assert_allclose(r["mlm_weights"], r["single_mlm_weights"], atol=1e-5)
 
 
 @pytest.mark.slow
@@ -124,6 +129,9 @@ def test_torch_two_gloo_ranks_under_torchrun_match_one_process(tmp_path):
     np.testing.assert_array_equal(chief["losses"], other["losses"])  # epoch logs are averaged over ranks
     np.testing.assert_allclose(chief["losses"], chief["single_losses"], rtol=1e-5)
     np.testing.assert_allclose(chief["weights"], chief["single_weights"], atol=1e-5)
+    np.testing.assert_array_equal(chief["mlm_weights"], other["mlm_weights"])
+    np.testing.assert_allclose(chief["mlm_losses"], chief["single_mlm_losses"], rtol=1e-5)
+    np.testing.assert_allclose(chief["mlm_weights"], chief["single_mlm_weights"], atol=1e-5)
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="averages torch gradients of Keras variables: torch backend only")

@@ -1,0 +1,290 @@
+"""The image pipeline: masked image modeling on any images, then few-label classification and export.
+
+Example (a folder with one subfolder per class):
+>>> from keras_pretrain.pipelines import ImagePipelineConfig, ImagePipeline
+>>> config = ImagePipelineConfig(name="pets", data=ImageDataConfig(labelled="photos/", image_size=32))
+>>> results = ImagePipeline(config).run()        # pre-train, evaluate on few labels, export
+>>> results["pretrained_accuracy"], results["baseline_accuracy"]
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_pretrain import plots
+from keras_pretrain.baselines import flatten_pixels
+from keras_pretrain.config import check
+from keras_pretrain.data.images import image_source
+from keras_pretrain.data.splits import split_labelled
+from keras_pretrain.evaluation import (
+    EvaluationConfig,
+    FewLabelSplits,
+    FewLabelTask,
+    Split,
+)
+from keras_pretrain.models import ImageClassifier, ViTEncoder
+from keras_pretrain.objectives import MaskedAutoencoder
+from keras_pretrain.optimizers import make_adamw
+from keras_pretrain.pipelines.base import (
+    ExportConfig,
+    Pipeline,
+    PipelineData,
+    PretrainConfig,
+)
+
+
+@dataclasses.dataclass
+class ImageDataConfig:
+    """Where the images come from. Sources are specs `image_source` reads.
+
+    `labelled`: a folder with one subfolder per class, `tfds:NAME[:SPLIT]`,
+    `fashion_mnist[:test]`, or a `.npz` with `images` and `labels`.
+    `unlabeled`: more sources for pre-training only (a flat folder works).
+    `test`: a labelled test set; without it a stratified test split is held
+    out of `labelled` (see `EvaluationConfig`) and kept out of pre-training.
+    Images are converted to `channels` (None: 3 if any image has colour, else
+    1) and resized to `image_size` squared.
+    """
+
+    labelled: str = ""
+    unlabeled: list[str] = dataclasses.field(default_factory=list)
+    test: str | None = None
+    image_size: int = 32
+    channels: int | None = None
+    data_dir: str | None = None  # where fashion_mnist and TFDS data sets are looked for
+    download: bool = True  # let TFDS download a data set it does not have
+    pretrain_on_labelled: bool = True  # the labelled set's images (minus held-out ones) are pre-training data too
+    max_pretrain_examples: int | None = None  # the first N pre-training images only (smoke runs)
+
+    def __post_init__(self):
+        check(self.image_size >= 1, f"data.image_size must be at least 1; got {self.image_size}.")
+        check(self.channels in (None, 1, 3), f"data.channels must be 1 (grey), 3 (RGB) or None (from the data); "
+              f"got {self.channels}.")
+
+
+@dataclasses.dataclass
+class ViTConfig:
+    """`ViTEncoder` size; the image size and channels come from the data."""
+
+    patch_size: int = 4
+    hidden_dim: int = 128
+    depth: int = 4
+    num_heads: int = 4
+    mlp_ratio: int = 2
+
+
+@dataclasses.dataclass
+class MaeConfig:
+    """`MaskedAutoencoder` options: decoder size, masking, loss target."""
+
+    decoder_dim: int = 64
+    decoder_depth: int = 1
+    decoder_heads: int = 2
+    mask_ratio: float = 0.75
+    norm_pix_loss: bool = False
+
+
+@dataclasses.dataclass
+class ImagePipelineConfig:
+    """Everything an image pipeline run needs; `keras-pretrain show NAME` prints it, `--set KEY=VALUE` changes it."""
+
+    name: str = "mae_images"
+    data: ImageDataConfig = dataclasses.field(default_factory=ImageDataConfig)
+    encoder: ViTConfig = dataclasses.field(default_factory=ViTConfig)
+    objective: MaeConfig = dataclasses.field(default_factory=MaeConfig)
+    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    output_dir: str | None = None  # default runs/NAME
+    seed: int = 0
+    smoke_run: bool = False  # set by --quick (apply_quick)
+    # What --quick changes besides one pre-training epoch and one grid point each.
+    quick: dict = dataclasses.field(default_factory=lambda: {
+        "data.max_pretrain_examples": 4096,
+        "evaluation.max_test": 2000,
+        "evaluation.val_per_class": 20,
+        "evaluation.finetune_epochs": 20,
+    })
+
+
+@dataclasses.dataclass
+class PretrainingImages:
+    """Pre-training data: `(source, indices)` parts, read as uint8 images of one shape."""
+
+    parts: list
+    image_shape: tuple
+
+    def __len__(self):
+        return sum(len(indices) for _, indices in self.parts)
+
+
+class ImageTask(FewLabelTask):
+    """Few-label classification of images with `ImageClassifier`; the baseline sees raw pixels."""
+
+    baseline_name = "pixels"
+
+    def __init__(self, new_encoder, image_shape, class_names):
+        self.new_encoder = new_encoder
+        self.image_shape = tuple(image_shape)
+        self.class_names = list(class_names)
+
+    def baseline_features(self, inputs):
+        return flatten_pixels(inputs)
+
+    def new_classifier(self, encoder=None):
+        encoder = encoder.copy() if encoder is not None else self.new_encoder()
+        classifier = ImageClassifier(encoder, num_classes=len(self.class_names), class_names=self.class_names)
+        classifier.build((None, *self.image_shape))
+        return classifier
+
+
+class ImagePipeline(Pipeline):
+    """Masked autoencoder pre-training on any image sources; see `ImagePipelineConfig`."""
+
+    def load_data(self):
+        """Read the sources, check every image decodes, draw the splits; nothing is written."""
+        config = self.config.data
+        if not config.labelled:
+            raise ValueError("No labelled images: pass --data DIR (one subfolder per class) or set data.labelled.")
+        open_source = lambda spec: image_source(spec, data_dir=config.data_dir, download=config.download)  # noqa: E731
+        labelled = open_source(config.labelled)
+        if not labelled.labelled:
+            raise ValueError(
+                f"{labelled.description} has no labels: give labelled data one subfolder per class "
+                "(pass unlabeled images with --unlabeled)."
+            )
+        test = open_source(config.test) if config.test else None
+        unlabeled = [open_source(spec) for spec in config.unlabeled]
+        sources = [labelled, *([test] if test else []), *unlabeled]
+        channels = config.channels or max(source.check()["channels"] for source in sources)
+        image_shape = (config.image_size, config.image_size, channels)
+
+        labels = labelled.labels()
+        test_labels = None if test is None else self.test_labels(labelled, test)
+        indices = split_labelled(labels, labelled.class_names, self.config.evaluation, self.config.seed, test_labels)
+        split = lambda source, idx, source_labels: Split(  # noqa: E731
+            source.load(config.image_size, channels, idx), source_labels[idx]
+        )
+        train, val = split(labelled, indices.train, labels), split(labelled, indices.val, labels)
+        test_split = split(labelled, indices.test, labels) if test is None else split(test, indices.test, test_labels)
+
+        parts = []
+        if config.pretrain_on_labelled:
+            parts.append((labelled, np.setdiff1d(np.arange(len(labelled)), indices.held_out)))
+        parts += [(source, np.arange(len(source))) for source in unlabeled]
+        parts = self.first_examples(parts, config.max_pretrain_examples)
+        pretraining = PretrainingImages(parts, image_shape)
+        if not len(pretraining):
+            raise ValueError("No pre-training images: set data.pretrain_on_labelled=True or pass --unlabeled.")
+        description = {
+            "labelled": labelled.description,
+            "test": test.description if test else "held out of the labelled images (stratified)",
+            "test_carved": bool(indices.test_carved),
+            "unlabeled": [source.description for source in unlabeled],
+            "image_shape": list(image_shape),
+            "pretraining_images": len(pretraining),
+            "train": len(indices.train), "val": len(indices.val), "test_size": len(indices.test),
+        }
+        splits = FewLabelSplits(train, val, test_split, labelled.class_names)
+        return PipelineData(splits, pretraining, description)
+
+    @staticmethod
+    def test_labels(labelled, test):
+        """The test set's labels as indices into the labelled set's class names (matched by name)."""
+        if not test.labelled:
+            raise ValueError(f"The test set {test.description} has no labels: give it one subfolder per class.")
+        unknown = sorted(set(test.class_names) - set(labelled.class_names))
+        if unknown:
+            raise ValueError(f"The test set has classes the labelled data lacks: {unknown}; the class folders must match.")
+        position = np.array([labelled.class_names.index(name) for name in test.class_names])
+        return position[test.labels()]
+
+    @staticmethod
+    def first_examples(parts, limit):
+        if limit is None:
+            return parts
+        kept = []
+        for source, indices in parts:
+            kept.append((source, indices[: max(0, limit)]))
+            limit -= len(kept[-1][1])
+        return [(source, indices) for source, indices in kept if len(indices)]
+
+    def new_encoder(self, image_shape):
+        return ViTEncoder(image_size=image_shape[0], channels=image_shape[2], **dataclasses.asdict(self.config.encoder))
+
+    def task(self, data):
+        shape = data.pretraining.image_shape
+        return ImageTask(lambda: self.new_encoder(shape), shape, data.splits.class_names)
+
+    def export_samples(self, data):
+        return data.splits.test.inputs[:64]
+
+    def pretraining_dataset(self, images):
+        """This process's share of the pre-training images as shuffled batches, and the steps per epoch."""
+        index, count = self.distribution.input_shard
+        batch_size = self.distribution.local_batch_size(self.config.pretrain.batch_size)
+        size, _, channels = images.image_shape
+        datasets, sizes = [], []
+        for part, (source, indices) in enumerate(images.parts):
+            mine = indices[index::count]
+            seed = self.config.seed + part
+            datasets.append(source.dataset(size, channels, indices=mine, shuffle_seed=seed).repeat())
+            sizes.append(len(mine))
+        steps = self.distribution.agree_min(sum(sizes) // batch_size)
+        if steps < 1:
+            raise ValueError(
+                f"{len(images)} pre-training images make no batch of {self.config.pretrain.batch_size}: "
+                "lower pretrain.batch_size (--set pretrain.batch_size=N) or add images."
+            )
+        if len(datasets) == 1:
+            mixed = datasets[0]
+        else:
+            weights = [s / sum(sizes) for s in sizes]
+            mixed = tf.data.Dataset.sample_from_datasets(datasets, weights=weights, seed=self.config.seed)
+        return mixed.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE), steps
+
+    def pretrain_model(self, image_shape, total_steps):
+        """A compiled `MaskedAutoencoder` on a fresh encoder, its schedule `total_steps` long."""
+        keras.utils.set_random_seed(self.config.seed)
+        mae = MaskedAutoencoder(
+            self.new_encoder(image_shape), seed=self.config.seed, **dataclasses.asdict(self.config.objective)
+        )
+        mae.build((None, *image_shape))
+        pretrain = self.config.pretrain
+        mae.compile(optimizer=make_adamw(
+            mae, pretrain.learning_rate, total_steps, weight_decay=pretrain.weight_decay, beta_2=pretrain.beta_2
+        ))
+        return mae
+
+    def pretrain(self, data):
+        images = data.pretraining
+        splits = data.splits
+        self.log(
+            f"{self.config.name} on {keras.backend.backend()}: pre-training on {len(images)} images "
+            f"{'x'.join(map(str, images.image_shape))}, {len(splits.train)} labels for fine-tuning, "
+            f"{len(splits.val)} for validation, {len(splits.test)} test images"
+            + (" (held out of the labelled images, stratified; not pre-trained on)" if data.description["test_carved"] else "")
+        )
+        dataset, steps = self.pretraining_dataset(images)
+        with self.distribution.scope():
+            mae = self.pretrain_model(images.image_shape, self.config.pretrain.epochs * steps)
+            history, seconds = self.fit_pretraining(mae, dataset, steps, self.verbose)
+        if not self.distribution.is_chief:
+            return mae.encoder, {}
+        losses = history["loss"]
+        encoder_path = self.output_dir / "encoder.keras"
+        mae.encoder.save(encoder_path)
+        plots.plot_loss_curve(losses, self.output_dir / "pretrain_loss.png")
+        shown = mae.reconstruct(splits.test.inputs[:8])
+        plots.plot_reconstructions(shown["masked"], shown["reconstruction"], shown["original"],
+                                   self.output_dir / "reconstructions.png")
+        seen = self.config.pretrain.epochs * steps * self.config.pretrain.batch_size
+        return mae.encoder, {
+            "pretrain_epochs": self.config.pretrain.epochs,
+            "pretrain_final_loss": losses[-1],
+            "pretrain_seconds": seconds,
+            "pretrain_images_per_second": seen / seconds,
+            "encoder_path": str(encoder_path),
+        }

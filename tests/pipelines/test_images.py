@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from keras_pretrain.distribute import DistributionPlan
+from keras_pretrain.pipelines import (
+    ImageDataConfig,
+    ImagePipeline,
+    ImagePipelineConfig,
+    PretrainConfig,
+)
+from tests.conftest import write_image_folder
+
+
+def pipeline(tmp_path, distribution=None, **data):
+    config = ImagePipelineConfig(data=ImageDataConfig(image_size=16, **data), pretrain=PretrainConfig(batch_size=4),
+                                 output_dir=str(tmp_path / "run"))
+    config.evaluation.labels_per_class, config.evaluation.val_per_class = 2, 2
+    return ImagePipeline(config, distribution=distribution, verbose=0)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    labelled = write_image_folder(tmp_path / "labelled", per_class=10)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for path in sorted((write_image_folder(tmp_path / "more", per_class=3, seed=2)).rglob("*.png")):
+        path.rename(flat / f"{path.parent.name}_{path.name}")
+    test = write_image_folder(tmp_path / "test", per_class=5, classes=("square", "circle"), seed=1)
+    return labelled, flat, test
+
+
+def test_held_out_test_images_are_kept_out_of_pretraining(tmp_path, folders):
+    labelled, flat, _ = folders
+    data = pipeline(tmp_path, labelled=str(labelled), unlabeled=[str(flat)]).load_data()
+    (source, kept), (extra, extra_indices) = data.pretraining.parts
+    assert len(data.splits.test) == 4 and data.description["test_carved"]  # 20% of each class of 10
+    assert len(kept) == 20 - 4 - 4 and len(extra_indices) == 6  # minus validation and test, plus the flat folder
+    held_out = set(np.flatnonzero(np.isin(np.arange(20), kept, invert=True)))
+    assert len(held_out) == 8 and data.pretraining.image_shape == (16, 16, 3)  # some images are RGB
+    assert data.splits.train.inputs.shape == (4, 16, 16, 3) and data.splits.test.inputs.dtype == np.uint8
+
+
+def test_a_separate_test_folder_is_matched_by_class_name(tmp_path, folders):
+    labelled, _, test = folders
+    data = pipeline(tmp_path, labelled=str(labelled), test=str(test), channels=1).load_data()
+    assert data.splits.class_names == ["circle", "square"] and not data.description["test_carved"]
+    # The test folder lists its classes the other way round: its labels follow the labelled set's names.
+    assert np.bincount(data.splits.test.labels).tolist() == [5, 5]
+    assert data.splits.test.inputs.shape == (10, 16, 16, 1)
+    assert len(data.pretraining) == 20  # every labelled image: the test set is separate
+    (test / "square").rename(test / "triangle")
+    with pytest.raises(ValueError, match=r"classes the labelled data lacks: \['triangle'\]"):
+        pipeline(tmp_path, labelled=str(labelled), test=str(test)).load_data()
+
+
+def test_a_flat_folder_cannot_be_the_labelled_data(tmp_path, folders):
+    _, flat, _ = folders
+    with pytest.raises(ValueError, match="has no labels: give labelled data one subfolder per class"):
+        pipeline(tmp_path, labelled=str(flat)).load_data()
+
+
+class TwoProcesses(DistributionPlan):
+    """What a host of a two-process run sees: its own share of the files and half of each global batch."""
+
+    def __init__(self, index):
+        super().__init__(num_replicas=2, num_processes=2, process_id=index)
+
+    @property
+    def input_shard(self):
+        return self.process_id, 2
+
+
+def test_each_process_reads_its_own_share_of_the_files(tmp_path, folders):
+    labelled, flat, _ = folders
+    seen = []
+    for index in range(2):
+        images = pipeline(tmp_path, TwoProcesses(index), labelled=str(labelled), unlabeled=[str(flat)])
+        data = images.load_data()
+        dataset, steps = images.pretraining_dataset(data.pretraining)
+        batches = [batch for batch in dataset.take(steps).as_numpy_iterator()]
+        assert steps == 4 and all(len(batch) == 2 for batch in batches)  # 9 of 18 images each, local batches of 2
+        seen.append({bytes(image) for batch in dataset.take(20).as_numpy_iterator() for image in batch})
+    assert not seen[0] & seen[1]  # no image is read by both processes

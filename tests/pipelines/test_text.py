@@ -1,0 +1,68 @@
+import csv
+
+import numpy as np
+import pytest
+
+from keras_pretrain.pipelines import (
+    TextDataConfig,
+    TextPipeline,
+    TextPipelineConfig,
+    TokenizerConfig,
+)
+from tests.conftest import write_labelled_csv
+
+
+@pytest.fixture(autouse=True)
+def vocabulary_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_PRETRAIN_CACHE", str(tmp_path / "cache"))
+
+
+def pipeline(tmp_path, **data):
+    config = TextPipelineConfig(data=TextDataConfig(**data), tokenizer=TokenizerConfig(vocabulary_size=60),
+                                output_dir=str(tmp_path / "run"))
+    config.evaluation.labels_per_class, config.evaluation.val_per_class = 2, 2
+    return TextPipeline(config, verbose=0)
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_evaluation_texts_are_never_pretrained_on_wherever_they_appear(tmp_path):
+    table = write_labelled_csv(tmp_path / "labelled.csv", per_class=10)
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    notes = tmp_path / "notes.txt"
+    notes.write_text("".join(row["text"] + "\n" for row in rows) + "an unlabeled line about goals\n")
+    data = pipeline(tmp_path, labelled=str(table), unlabeled=[str(notes)]).load_data()
+    evaluation = set(data.splits.val.inputs) | set(data.splits.test.inputs)
+    corpus = list(data.pretraining.corpus())
+    assert len(evaluation) == 8 and not evaluation & set(corpus)  # also not through notes.txt
+    assert corpus.count(data.splits.train.inputs[0]) == 2  # the labelled file's copy and the notes' copy
+    assert "an unlabeled line about goals" in corpus
+    only_notes = pipeline(tmp_path, labelled=str(table), unlabeled=[str(notes)], pretrain_on_labelled=False).load_data()
+    assert len(list(only_notes.pretraining.corpus())) == 21 - 8
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_a_separate_test_table_is_matched_by_label_and_packed_batching(tmp_path):
+    table = write_labelled_csv(tmp_path / "labelled.csv", per_class=8)
+    test = tmp_path / "test.csv"
+    test.write_text("label,text\ncooking,salt and flour\nsport,a late goal\ncooking,bake the bread\n")
+    pipe = pipeline(tmp_path, labelled=str(table), test=str(test), batching="packed")
+    data = pipe.load_data()
+    assert data.splits.class_names == ["cooking", "sport"] and data.splits.test.labels.tolist() == [0, 1, 0]
+    assert not data.description["test_carved"] and len(list(data.pretraining.corpus())) == 16 - 4  # minus validation
+    pipe.config.backbone.sequence_length = 16
+    dataset, batches, tokens = pipe.sequences(data.pretraining.corpus(), data.pretraining.tokenizer, 4)
+    first = next(iter(dataset))
+    assert first["token_ids"].shape == (4, 16) and np.asarray(first["padding_mask"]).all()  # packed: full sequences
+    assert 4 * 16 * (batches - 1) < tokens <= 4 * 16 * batches  # only the last sequence of a pass is padded
+    test.write_text("text,label\nsome text,baking\n")
+    with pytest.raises(ValueError, match=r"labels the labelled data lacks: \['baking'\]"):
+        pipeline(tmp_path, labelled=str(table), test=str(test)).load_data()
+
+
+def test_bad_text_options_are_refused_when_set():
+    with pytest.raises(ValueError, match="data.batching must be 'bucketed' or 'packed'"):
+        TextDataConfig(batching="sorted")
+    with pytest.raises(ValueError, match="data.document must be 'lines', 'paragraphs' or 'files'"):
+        TextDataConfig(document="pages")
+    assert np.isclose(TextPipelineConfig().objective.mask_rate, 0.15)
