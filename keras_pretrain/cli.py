@@ -14,6 +14,7 @@ imports keras, because keras fixes its backend at import.
 
 import argparse
 import os
+import signal
 import sys
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -50,13 +51,22 @@ def build_parser():
     run_options = recipe_options.add_argument_group("run")
     run_options.add_argument("--labels-per-class", type=int, metavar="K",
                              help="Labelled examples per class for fine-tuning (evaluation.labels_per_class).")
-    run_options.add_argument("--pretrain-epochs", type=int, metavar="N", help="Pre-training epochs (pretrain.epochs).")
+    run_options.add_argument("--pretrain-epochs", type=int, metavar="N",
+                             help="Pre-training budget in passes over the data (pretrain.epochs; clears pretrain.steps).")
+    run_options.add_argument("--budget-minutes", type=float, metavar="M",
+                             help="Pre-training budget in minutes: the steps that fit, timed on a few steps first "
+                             "(pretrain.budget_minutes).")
+    run_options.add_argument("--objective", choices=("mae", "simmim", "latent", "mlm"),
+                             help="The pre-training objective (objective): mae (default), simmim or latent for "
+                             "images, mlm for text.")
     run_options.add_argument("--output", metavar="DIR", help="Where results.json and plots go (default runs/RECIPE).")
     run_options.add_argument("--export-root", metavar="DIR",
                              help="TF Serving model base path for the export (export.root, default saved_models).")
     run_options.add_argument("--seed", type=int, help="Seed of the label draw and the models (seed, default 0).")
     run_options.add_argument("--quick", action="store_true",
                              help="A smoke run of about a minute: the recipe's quick settings, then the flags.")
+    run_options.add_argument("--restart", action="store_true",
+                             help="Start over: drop the checkpoint and finished phases an earlier run left in the output.")
     run_options.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                              help="Override any config field, e.g. --set pretrain.epochs=3 (see `keras-pretrain show`).")
 
@@ -83,6 +93,20 @@ def build_parser():
                          help="JAX multi-host: process count (else $KERAS_DISTRIBUTION_NUM_PROCESSES).")
     scaling.add_argument("--process-id", type=int, metavar="I",
                          help="JAX multi-host: this process's index (else $KERAS_DISTRIBUTION_PROCESS_ID).")
+
+    evaluate = commands.add_parser(
+        "evaluate", parents=[backend], help="Compare saved encoders on labelled data: probe, kNN, fine-tuning, label curve.",
+        description="Each ENCODER is an image run's encoder.keras or a text run's preset/ directory. They are compared "
+        "on the same few labels with the simple baseline and a randomly initialised encoder.",
+    )
+    evaluate.add_argument("encoders", nargs="+", metavar="ENCODER")
+    evaluate.add_argument("--data", required=True, metavar="SOURCE", help="Labelled data, as `run --data` takes it.")
+    evaluate.add_argument("--test", metavar="SOURCE", help="A labelled test set (else a stratified split is held out).")
+    evaluate.add_argument("--labels-per-class", type=int, metavar="K", help="Labels per class (default 10).")
+    evaluate.add_argument("--frozen", action="store_true", help="Frozen features only: probe and kNN, no fine-tuning.")
+    evaluate.add_argument("--output", metavar="DIR", help="Where results.json and label_curve.png go.")
+    evaluate.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                          help="Override config fields, e.g. --set evaluation.curve_seeds=5 data.text_column=body.")
 
     export = commands.add_parser(
         "export", parents=[backend], help="Export a saved classifier (.keras) as a verified SavedModel.",
@@ -121,9 +145,14 @@ def main(argv=None):
         from keras_pretrain.logs import quiet
 
         quiet()
+    from keras_pretrain.checkpoints import Interrupted
+
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except (ValueError, OSError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
@@ -163,7 +192,8 @@ def list_recipes(args):
 FLAG_KEYS = {
     "data": "data.labelled", "unlabeled": "data.unlabeled", "test": "data.test",
     "text_column": "data.text_column", "label_column": "data.label_column", "data_dir": "data.data_dir",
-    "labels_per_class": "evaluation.labels_per_class", "pretrain_epochs": "pretrain.epochs",
+    "labels_per_class": "evaluation.labels_per_class", "pretrain_epochs": "pretrain.epochs", "objective": "objective",
+    "budget_minutes": "pretrain.budget_minutes",
     "output": "output_dir", "export_root": "export.root", "seed": "seed",
 }
 
@@ -183,6 +213,8 @@ def recipe_config(args):
         except UnknownKeyError:
             option = "--" + flag.replace("_", "-")
             raise ConfigError(f"{option} does not apply to {args.recipe} ({type(config).__name__} has no {key}).") from None
+    if args.pretrain_epochs is not None:  # epochs only count when no step budget comes first
+        config = override(config, {"pretrain.steps": None, "pretrain.budget_minutes": None})
     return override(config, args.overrides)
 
 
@@ -197,7 +229,16 @@ def run_recipe(args):
     from keras_pretrain.pipelines import run
 
     config = recipe_config(args)  # a bad key or value fails before any device is set up
-    run(config, distribution=distribution_plan(args))
+    run(config, distribution=distribution_plan(args), restart=args.restart)
+    return 0
+
+
+def evaluate_encoders(args):
+    from keras_pretrain.pipelines.evaluate import evaluate_encoders
+
+    overrides = ([f"evaluation.labels_per_class={args.labels_per_class}"] if args.labels_per_class else []) + args.overrides
+    evaluate_encoders(args.encoders, args.data, test=args.test, overrides=overrides, output_dir=args.output,
+                      finetune=not args.frozen)
     return 0
 
 
@@ -238,7 +279,7 @@ def serve_check(args):
     return 0
 
 
-COMMANDS = {"recipes": list_recipes, "show": show_recipe, "run": run_recipe, "export": export_model, "serve-check": serve_check}
+COMMANDS = {"recipes": list_recipes, "show": show_recipe, "run": run_recipe, "evaluate": evaluate_encoders, "export": export_model, "serve-check": serve_check}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -39,11 +39,15 @@ def make_adamw(
     layer_decay=None,
     beta_2=0.999,
     clipnorm=None,
+    global_clipnorm=None,
+    gradient_accumulation_steps=None,
 ):
     """AdamW with linear warmup then cosine decay, no weight decay on 1-D weights.
 
     Biases and norm scales (every weight of rank below 2) are excluded from
-    weight decay. With `layer_decay` (MAE uses 0.65-0.75), a model that has a
+    weight decay. `global_clipnorm` clips the norm of all gradients together;
+    `gradient_accumulation_steps=k` applies the average gradient of k steps
+    once every k steps (Keras's own options). With `layer_decay` (MAE uses 0.65-0.75), a model that has a
     `layer_id(variable_path)` method gets learning rates scaled by
     `layer_decay ** (max_id - id)`, so early layers move least.
     The model must be built.
@@ -63,7 +67,8 @@ def make_adamw(
         warmup_steps=warmup_steps,
         decay_steps=max(1, total_steps - warmup_steps),
     )
-    common = dict(learning_rate=schedule, weight_decay=weight_decay, beta_2=beta_2, clipnorm=clipnorm)
+    common = dict(learning_rate=schedule, weight_decay=weight_decay, beta_2=beta_2, clipnorm=clipnorm,
+                  global_clipnorm=global_clipnorm, gradient_accumulation_steps=gradient_accumulation_steps)
     if layer_decay is None or layer_decay == 1.0:
         optimizer = keras.optimizers.AdamW(**common)
     else:

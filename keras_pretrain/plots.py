@@ -50,3 +50,29 @@ def plot_accuracies(accuracies, path, title="Test accuracy"):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_label_curve(curve, path, title="Label efficiency"):
+    """Test accuracy against labels per class (log scale), mean and standard deviation over label draws.
+
+    `curve` is `{encoder: {protocol: {labels_per_class: {"mean", "std"}}}}`, as
+    `FewLabelEvaluation.label_curve` returns it.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, protocols in curve.items():
+        for protocol, points in protocols.items():
+            sizes = sorted(points, key=int)
+            x = np.array([int(k) for k in sizes])
+            mean = np.array([100 * points[k]["mean"] for k in sizes])
+            std = np.array([100 * points[k]["std"] for k in sizes])
+            line, = ax.plot(x, mean, marker="o", label=f"{name}, {protocol}",
+                            linestyle="--" if name == "baseline" else "-")
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log")
+    ax.set(xlabel="labels per class", ylabel="test accuracy (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

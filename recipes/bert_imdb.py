@@ -23,6 +23,6 @@ recipe = TextPipelineConfig(
     ),
     tokenizer=TokenizerConfig(vocabulary_size=8000, sample_every=10),
     backbone=BertConfig(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=384, sequence_length=128),
-    objective=MlmConfig(mask_rate=0.4),
+    mlm=MlmConfig(mask_rate=0.4),
     evaluation=text_evaluation(labels_per_class=20, val_per_class=100),
 )

@@ -14,5 +14,5 @@ from keras_pretrain.pipelines import BertConfig, MlmConfig, TextPipelineConfig
 recipe = TextPipelineConfig(
     name="bert_text",
     backbone=BertConfig(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=384, sequence_length=128),
-    objective=MlmConfig(mask_rate=0.4),  # what worked on WordNet glosses (recipes/README.md)
+    mlm=MlmConfig(mask_rate=0.4),  # what worked on WordNet glosses (recipes/README.md)
 )

@@ -31,7 +31,7 @@ recipe = TextPipelineConfig(
     # An upper bound: on every 8th gloss the learner stops at about 3,600 tokens.
     tokenizer=TokenizerConfig(vocabulary_size=6000, sample_every=8),
     backbone=BertConfig(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=384, sequence_length=64),
-    objective=MlmConfig(mask_rate=0.4),
+    mlm=MlmConfig(mask_rate=0.4),
     pretrain=PretrainConfig(epochs=2, batch_size=64, learning_rate=2e-3, weight_decay=0.01, beta_2=0.999),
     evaluation=text_evaluation(labels_per_class=20, val_per_class=50, test_per_class=300),
     quick={

@@ -8,14 +8,9 @@ logistic regression on pixels and with the same network from scratch.
     keras-pretrain run mae_images --data photos/ [--unlabeled more/] [--test test/] [--labels-per-class 10]
 """
 
-from keras_pretrain.pipelines import (
-    ImageDataConfig,
-    ImagePipelineConfig,
-    PretrainConfig,
-)
+from keras_pretrain.pipelines import ImagePipelineConfig
 
 recipe = ImagePipelineConfig(
     name="mae_images",
-    data=ImageDataConfig(image_size=32),
-    pretrain=PretrainConfig(epochs=30, batch_size=256, learning_rate=1.5e-3),
+    # Sizes, patches and the number of steps follow from the data (printed at the start of a run).
 )

@@ -9,7 +9,7 @@ from keras_pretrain.pipelines import load_recipe, recipe_descriptions
 from tests.conftest import run_python, write_image_folder, write_labelled_csv
 
 # Smoke-run sizes: the CLI tests check the path from flags to files, not the models.
-TINY_IMAGES = ["encoder.hidden_dim=16", "encoder.depth=1", "encoder.num_heads=2", "objective.decoder_dim=16",
+TINY_IMAGES = ["encoder.hidden_dim=16", "encoder.depth=1", "encoder.num_heads=2", "mae.decoder_dim=16",
                "evaluation.finetune_epochs=3", "evaluation.val_per_class=2", "pretrain.batch_size=8"]
 TINY_TEXT = ["backbone.num_layers=1", "backbone.hidden_dim=16", "backbone.intermediate_dim=32",
              "backbone.sequence_length=32", "tokenizer.vocabulary_size=120", "evaluation.finetune_epochs=3",
@@ -54,14 +54,14 @@ def test_show_prints_the_whole_config_with_flags_and_sets_applied(capsys):
     assert shown["data"]["labelled"] == "photos/" and shown["evaluation"]["labels_per_class"] == 5
     assert shown["pretrain"]["epochs"] == 3 and shown["encoder"]["depth"] == 2  # --set comes after --quick
     assert shown["smoke_run"] and shown["data"]["max_pretrain_examples"] == 4096
-    assert set(shown) == {"name", "data", "encoder", "objective", "pretrain", "evaluation", "export", "output_dir",
+    assert set(shown) == {"name", "data", "encoder", "objective", "mae", "simmim", "latent", "pretrain", "evaluation", "export", "output_dir",
                           "seed", "smoke_run", "quick"}
 
 
 @pytest.mark.parametrize("arguments, message", [
     (["run", "no_such_recipe"], "Unknown recipe 'no_such_recipe'. Available: bert_imdb, bert_text"),
     (["show", "mae_images", "--set", "pretrain.epoch=3"], "Unknown config key 'pretrain.epoch'.*Did you mean 'pretrain.epochs'"),
-    (["show", "mae_images", "--set", "pretrain.epochs=many"], "pretrain.epochs must be an integer; got 'many'"),
+    (["show", "mae_images", "--set", "pretrain.batch_size=many"], "pretrain.batch_size must be an integer; got 'many'"),
     (["show", "mae_images", "--set", "pretrain.epochs"], "--set takes KEY=VALUE"),
     (["show", "mae_images", "--text-column", "body"], r"--text-column does not apply to mae_images"),
     (["run", "mae_images", "--labels-per-class", "0"], "labels per class must be at least 1"),
@@ -88,7 +88,13 @@ def test_run_on_a_folder_of_images_writes_results_plots_and_a_verified_export(ca
     assert "4 test images (held out of the labelled images, stratified; not pre-trained on)" in out
     written = json.loads((tmp_path / "run" / "results.json").read_text())
     assert written["recipe"] == "mae_images" and written["backend"] == keras.backend.backend()
-    assert written["data"]["pretraining_images"] == 20 and written["data"]["image_shape"] == [32, 32, 3]
+    # Every size follows from the data (20x20 and 37x23 images, grey and RGB), and the run says so.
+    assert written["data"]["pretraining_images"] == 20 and written["data"]["image_shape"] == [20, 20, 3]
+    assert "images resized to 20x20 (data.image_size: from the smallest side, at most 64); 3 channels (data.channels: " \
+           "some images have colour); patches of 5 pixels, a 4x4 grid (encoder.patch_size)" in out
+    assert written["config"]["encoder"]["patch_size"] == 5 and written["pretrain_steps"] == 2  # quick: 20 images / 8, one epoch
+    assert 0 < written["pretrain_mfu"] < 1 and written["peak_flops"] > 1e9
+    assert list((tmp_path / "run" / "logs" / "train").glob("events.out.tfevents.*"))  # TensorBoard
     assert written["baseline_accuracy"] >= 0.75  # the classes are bands at different rows
     assert written["export_path"] == str(tmp_path / "saved_models" / "mae_images" / "1")
     assert written["export_max_abs_diff"] <= 1e-5
@@ -178,7 +184,7 @@ recipe = ImagePipelineConfig(
     name="my_recipe",
     data=ImageDataConfig(labelled={folder!r}, image_size=20),
     encoder=ViTConfig(patch_size=5, hidden_dim=16, depth=1, num_heads=2),
-    objective=MaeConfig(decoder_dim=16),
+    mae=MaeConfig(decoder_dim=16),
     pretrain=PretrainConfig(epochs=1, batch_size=8),
     evaluation=EvaluationConfig(labels_per_class=2, val_per_class=2, finetune_epochs=2,
                                 finetune_grid=[(1e-3, 0.75)], scratch_grid=[(1e-3, None)]),

@@ -3,9 +3,11 @@
 import keras
 from keras import ops
 
+from keras_pretrain.models.vit import ChecksImages
+
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class ImageClassifier(keras.Model):
+class ImageClassifier(ChecksImages, keras.Model):
     """Mean-pools an encoder's tokens, normalises them and maps them to class logits.
 
     This is MAE's fine-tuning head (global average pooling and a norm before the
@@ -20,7 +22,7 @@ class ImageClassifier(keras.Model):
     >>> classifier.fit(images, labels, epochs=50)
     """
 
-    def __init__(self, encoder, num_classes, dropout=0.0, class_names=None, **kwargs):
+    def __init__(self, encoder, num_classes, dropout=0.0, class_names=None, head=None, **kwargs):
         super().__init__(**kwargs)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"Got {len(class_names)} class_names for {num_classes} classes.")
@@ -30,7 +32,8 @@ class ImageClassifier(keras.Model):
         self.class_names = list(class_names) if class_names is not None else None
         self.head_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="head_norm")
         self.head_dropout = keras.layers.Dropout(dropout)
-        self.head = keras.layers.Dense(num_classes, name="head")
+        # A Dense layer by default; any layer from embeddings to class logits (a `KnnHead`) otherwise.
+        self.head = head if head is not None else keras.layers.Dense(num_classes, name="head")
 
     def build(self, input_shape):
         if not self.encoder.built:  # a deserialized or pre-trained encoder comes built
@@ -60,9 +63,11 @@ class ImageClassifier(keras.Model):
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "class_names": self.class_names,
+            "head": None if isinstance(self.head, keras.layers.Dense) else keras.saving.serialize_keras_object(self.head),
         }
 
     @classmethod
     def from_config(cls, config):
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["head"] = keras.saving.deserialize_keras_object(config.get("head"))
         return cls(**config)

@@ -32,7 +32,7 @@ class TextClassifier(keras.Model):
     >>> classifier.classify_texts(["a domesticated carnivorous mammal"])  # probabilities
     """
 
-    def __init__(self, backbone, num_classes, dropout=0.0, class_names=None, preprocessor=None, **kwargs):
+    def __init__(self, backbone, num_classes, dropout=0.0, class_names=None, preprocessor=None, head=None, **kwargs):
         super().__init__(**kwargs)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"Got {len(class_names)} class_names for {num_classes} classes.")
@@ -43,7 +43,8 @@ class TextClassifier(keras.Model):
         self.preprocessor = preprocessor
         self.head_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="head_norm")
         self.head_dropout = keras.layers.Dropout(dropout)
-        self.head = keras.layers.Dense(num_classes, name="head")
+        # A Dense layer by default; any layer from embeddings to class logits (a `KnnHead`) otherwise.
+        self.head = head if head is not None else keras.layers.Dense(num_classes, name="head")
 
     def build(self, input_shape):
         self.head_norm.build((None, self.backbone.hidden_dim))
@@ -88,6 +89,7 @@ class TextClassifier(keras.Model):
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "class_names": self.class_names,
+            "head": None if isinstance(self.head, keras.layers.Dense) else keras.saving.serialize_keras_object(self.head),
             "preprocessor": keras.saving.serialize_keras_object(self.preprocessor),
         }
 
@@ -95,4 +97,5 @@ class TextClassifier(keras.Model):
     def from_config(cls, config):
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
+        config["head"] = keras.saving.deserialize_keras_object(config.get("head"))
         return cls(**config)

@@ -108,6 +108,50 @@ def transformer_blocks(depth, width, num_heads, mlp_ratio, name):
     ]
 
 
+def check_image_array(images, image_shape):
+    """Refuse, with a one-line fix, NumPy images a model reading `[0, 255]` pixels of `image_shape` would misread.
+
+    Wrong rank or size, NaN or infinite values, and floats already in
+    `[0, 1]` (which would be divided by 255 a second time) are errors;
+    anything that is not a NumPy array (a `tf.data.Dataset`, a tensor) passes.
+
+    Example:
+    >>> check_image_array(x_train, (28, 28, 1))
+    """
+    if not isinstance(images, np.ndarray):
+        return
+    expected = tuple(image_shape)
+    if images.ndim != 4 or images.shape[1:] != expected:
+        hint = " Add a channel axis with images[..., None]." if images.ndim == 3 else ""
+        raise ValueError(f"Expected images of shape (batch, {', '.join(map(str, expected))}); got {images.shape}.{hint}")
+    if images.dtype.kind == "f":
+        if not np.isfinite(images).all():
+            raise ValueError("The images hold NaN or infinite values: fix or drop those images before training.")
+        if images.size and images.max() <= 1.0:
+            raise ValueError("The images are floats in [0, 1], but the model reads pixels in [0, 255]: pass "
+                             "(images * 255).round().astype('uint8'), or keras_pretrain.data.ArrayImages(images).")
+
+
+class ChecksImages:
+    """Mixin for models on images: `fit`, `evaluate` and `predict` check NumPy inputs with `check_image_array`."""
+
+    def _image_shape(self):
+        encoder = self.encoder
+        return encoder.image_size, encoder.image_size, encoder.channels
+
+    def fit(self, x=None, *args, **kwargs):
+        check_image_array(x, self._image_shape())
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        check_image_array(x, self._image_shape())
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        check_image_array(x, self._image_shape())
+        return super().predict(x, *args, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="keras_pretrain")
 class ViTEncoder(keras.Model):
     """Vision Transformer encoder over square images, without a class token.
@@ -190,6 +234,14 @@ class ViTEncoder(keras.Model):
             tokens = block(tokens, training=training)
         return self.final_norm(tokens)
 
+    def hidden_states(self, tokens, training=False):
+        """Every block's output for `tokens` (before the final norm): the targets of latent prediction."""
+        states = []
+        for block in self.blocks:
+            tokens = block(tokens, training=training)
+            states.append(tokens)
+        return states
+
     def call(self, images, training=False):
         return self.transform(self.embed_patches(images), training=training)
 
@@ -216,9 +268,9 @@ class ViTEncoder(keras.Model):
             return 0
         return self.depth + 1
 
-    def copy(self):
-        """A new encoder with the same config and a copy of the weights."""
-        clone = type(self).from_config(self.get_config())
+    def copy(self, name=None):
+        """A new encoder with the same config (and `name`, if given) and a copy of the weights."""
+        clone = type(self).from_config({**self.get_config(), **({"name": name} if name else {})})
         clone.build((None, self.image_size, self.image_size, self.channels))
         clone.set_weights(self.get_weights())
         return clone

@@ -4,16 +4,13 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
-from keras_pretrain.models.vit import (
-    PositionEmbedding,
-    patchify,
-    transformer_blocks,
-    unpatchify,
-)
+from keras_pretrain.models.vit import ChecksImages, PositionEmbedding, patchify, transformer_blocks, unpatchify
+from keras_pretrain.objectives.masking import gather_tokens
+from keras_pretrain.throughput import count_parameters, transformer_flops
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class MaskedAutoencoder(keras.Model):
+class MaskedAutoencoder(ChecksImages, keras.Model):
     """Masked autoencoder pre-training around a `ViTEncoder`.
 
     Every step, each image loses a random `mask_ratio` of its patches (drawn
@@ -78,6 +75,11 @@ class MaskedAutoencoder(keras.Model):
         self.decoder_pred = keras.layers.Dense(patch_pixels, name="decoder_pred")
         self.patch_loss = keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")
 
+    @property
+    def pretrained_encoder(self):
+        """The encoder to fine-tune or probe."""
+        return self.encoder
+
     def build(self, input_shape):
         if not self.encoder.built:  # a deserialized encoder comes built
             self.encoder.build(input_shape)
@@ -91,7 +93,7 @@ class MaskedAutoencoder(keras.Model):
 
     def call(self, images, noise=None, training=False):
         tokens = self.encoder.embed_patches(images)
-        batch_size, num_patches, width = ops.shape(tokens)
+        batch_size, num_patches, _ = ops.shape(tokens)
         if noise is None:
             noise = replica_uniform((batch_size, num_patches), seed=self.seed_generator)
         # Sorting uniform noise gives each sample its own random permutation; the
@@ -99,7 +101,7 @@ class MaskedAutoencoder(keras.Model):
         shuffle = ops.argsort(noise, axis=1)
         restore = ops.argsort(shuffle, axis=1)
         keep = shuffle[:, : self.num_visible]
-        visible = ops.take_along_axis(tokens, _expand(keep, width), axis=1)
+        visible = gather_tokens(tokens, keep)
         latent = self.encoder.transform(visible, training=training)
 
         x = self.decoder_embed(latent)
@@ -107,13 +109,23 @@ class MaskedAutoencoder(keras.Model):
             ops.cast(self.mask_token, x.dtype), (batch_size, num_patches - self.num_visible, self.decoder_dim)
         )
         x = ops.concatenate([x, mask_tokens], axis=1)
-        x = ops.take_along_axis(x, _expand(restore, self.decoder_dim), axis=1)
+        x = gather_tokens(x, restore)
         x = self.decoder_position(x)
         for block in self.decoder_blocks:
             x = block(x, training=training)
         pixels = self.decoder_pred(self.decoder_norm(x))
         mask = ops.cast(restore >= self.num_visible, pixels.dtype)
         return {"pixels": pixels, "mask": mask}
+
+    def flops_per_sample(self):
+        """Training FLOPs per image: the encoder on the visible patches, the decoder on all of them."""
+        encoder, patches = self.encoder, self.encoder.num_patches
+        stem = 6 * count_parameters(encoder.patch_projection) * patches
+        body = transformer_flops(count_parameters(*encoder.blocks, encoder.final_norm), self.num_visible,
+                                 encoder.depth, encoder.hidden_dim)
+        decoder = transformer_flops(count_parameters(*self.decoder_blocks, self.decoder_norm, self.decoder_pred),
+                                    patches, self.decoder_depth, self.decoder_dim)
+        return stem + body + 6 * count_parameters(self.decoder_embed) * self.num_visible + decoder
 
     def target_patches(self, images):
         """What the decoder is trained to predict, `(batch, num_patches, patch_pixels)`."""
@@ -168,7 +180,3 @@ class MaskedAutoencoder(keras.Model):
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
         return cls(**config)
 
-
-def _expand(indices, width):
-    """`(batch, n)` indices -> `(batch, n, width)` for `take_along_axis` over tokens."""
-    return ops.broadcast_to(indices[..., None], (*ops.shape(indices), width))

@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
 from keras_pretrain.models.text_backbone import sequence_output
+from keras_pretrain.throughput import count_parameters, transformer_flops
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 
@@ -195,6 +196,16 @@ class MaskedLanguageModel(keras.Model):
         self.head_dense.build((None, None, self.hidden_dim))
         self.head_norm.build((None, None, self.hidden_dim))
         self.built = True
+
+    def flops_per_sample(self, sequence_length):
+        """Training FLOPs per sequence of `sequence_length` tokens: the backbone's layers on every token, the
+        vocabulary projection at the prediction slots only (embedding lookups cost no multiplications)."""
+        backbone = self.backbone
+        embeddings = {id(v) for layer in backbone.layers if "embedding" in layer.name for v in layer.trainable_weights}
+        layers = sum(int(np.prod(v.shape)) for v in backbone.trainable_weights if id(v) not in embeddings)
+        slots = self.num_predictions(sequence_length)
+        head = 6 * (count_parameters(self.head_dense, self.head_norm) + self.hidden_dim * self.output_bias.shape[0]) * slots
+        return transformer_flops(layers, sequence_length, backbone.num_layers, self.hidden_dim) + head
 
     def num_predictions(self, sequence_length):
         """Prediction slots per sequence for inputs of `sequence_length` tokens (a tensor if that is one)."""

@@ -43,8 +43,8 @@ from keras_pretrain.pipelines.text import (
 PIPELINES = {ImagePipelineConfig: ImagePipeline, TextPipelineConfig: TextPipeline}
 
 __all__ = [
-    "BertConfig", "ExportConfig", "ImageDataConfig", "ImagePipeline", "ImagePipelineConfig", "MaeConfig",
-    "MlmConfig", "Pipeline", "PretrainConfig", "TextDataConfig", "TextPipeline", "TextPipelineConfig",
+    "BertConfig", "ExportConfig", "ImageDataConfig", "ImagePipeline", "ImagePipelineConfig", "LatentConfig", "MaeConfig",
+    "MlmConfig", "Pipeline", "PretrainConfig", "SimMimConfig", "TextDataConfig", "TextPipeline", "TextPipelineConfig",
     "TokenizerConfig", "ViTConfig", "apply_quick", "text_evaluation", "load_recipe", "pipeline_for", "recipe_descriptions", "run",
 ]
 
@@ -101,7 +101,7 @@ def load_recipe(name_or_path, overrides=(), quick=False):
     return override(config, overrides)
 
 
-def pipeline_for(config, distribution=None, verbose=1):
+def pipeline_for(config, distribution=None, verbose=1, callbacks=(), restart=False):
     """The pipeline that runs `config`.
 
     Example:
@@ -110,10 +110,15 @@ def pipeline_for(config, distribution=None, verbose=1):
     """
     for config_class, pipeline_class in PIPELINES.items():
         if isinstance(config, config_class):
-            return pipeline_class(config, distribution=distribution, verbose=verbose)
+            return pipeline_class(config, distribution=distribution, verbose=verbose, callbacks=callbacks, restart=restart)
     raise TypeError(f"No pipeline runs a {type(config).__name__}; expected one of {[c.__name__ for c in PIPELINES]}.")
 
 
-def run(config, distribution=None, verbose=1):
-    """Run a pipeline config end to end; return the `results.json` dict (None off the chief process)."""
-    return pipeline_for(config, distribution, verbose).run()
+def run(config, distribution=None, verbose=1, callbacks=(), restart=False):
+    """Run a pipeline config end to end; return the `results.json` dict (None off the chief process).
+
+    `callbacks` go to pre-training's `fit` (after the plan's and before the
+    checkpointing); `restart` drops what an earlier run in the same output
+    directory left instead of resuming from it.
+    """
+    return pipeline_for(config, distribution, verbose, callbacks, restart).run()

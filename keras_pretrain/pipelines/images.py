@@ -15,24 +15,14 @@ import tensorflow as tf
 
 from keras_pretrain import plots
 from keras_pretrain.baselines import flatten_pixels
-from keras_pretrain.config import check
+from keras_pretrain.config import check, override
 from keras_pretrain.data.images import image_source
 from keras_pretrain.data.splits import split_labelled
-from keras_pretrain.evaluation import (
-    EvaluationConfig,
-    FewLabelSplits,
-    FewLabelTask,
-    Split,
-)
+from keras_pretrain.evaluation import EvaluationConfig, FewLabelSplits, FewLabelTask, LabelPool, Split
 from keras_pretrain.models import ImageClassifier, ViTEncoder
-from keras_pretrain.objectives import MaskedAutoencoder
-from keras_pretrain.optimizers import make_adamw
-from keras_pretrain.pipelines.base import (
-    ExportConfig,
-    Pipeline,
-    PipelineData,
-    PretrainConfig,
-)
+from keras_pretrain.objectives import LatentMaskedPrediction, MaskedAutoencoder, SimMIM
+from keras_pretrain.pipelines.base import ExportConfig, Pipeline, PipelineData, PretrainConfig, dtype_policy
+from keras_pretrain.throughput import Throughput
 
 
 @dataclasses.dataclass
@@ -45,30 +35,37 @@ class ImageDataConfig:
     `test`: a labelled test set; without it a stratified test split is held
     out of `labelled` (see `EvaluationConfig`) and kept out of pre-training.
     Images are converted to `channels` (None: 3 if any image has colour, else
-    1) and resized to `image_size` squared.
+    1) and resized to `image_size` squared (None: the data's own size if its
+    images are square and all alike, else the smallest side, in both cases at
+    most 64 and a multiple of 4).
     """
 
     labelled: str = ""
     unlabeled: list[str] = dataclasses.field(default_factory=list)
     test: str | None = None
-    image_size: int = 32
+    image_size: int | None = None
     channels: int | None = None
     data_dir: str | None = None  # where fashion_mnist and TFDS data sets are looked for
     download: bool = True  # let TFDS download a data set it does not have
     pretrain_on_labelled: bool = True  # the labelled set's images (minus held-out ones) are pre-training data too
     max_pretrain_examples: int | None = None  # the first N pre-training images only (smoke runs)
+    flips: bool = False  # whether a mirrored image is still an image of its class (augmentation may flip)
 
     def __post_init__(self):
-        check(self.image_size >= 1, f"data.image_size must be at least 1; got {self.image_size}.")
+        check(self.image_size is None or self.image_size >= 1, f"data.image_size must be at least 1; got {self.image_size}.")
         check(self.channels in (None, 1, 3), f"data.channels must be 1 (grey), 3 (RGB) or None (from the data); "
               f"got {self.channels}.")
 
 
 @dataclasses.dataclass
 class ViTConfig:
-    """`ViTEncoder` size; the image size and channels come from the data."""
+    """`ViTEncoder` size; the image size and channels come from the data.
 
-    patch_size: int = 4
+    `patch_size` None: a 4 x 4 grid of patches for images under 32 pixels, 8 x 8
+    from 32 pixels on (where the side divides by 8).
+    """
+
+    patch_size: int | None = None
     hidden_dim: int = 128
     depth: int = 4
     num_heads: int = 4
@@ -87,13 +84,41 @@ class MaeConfig:
 
 
 @dataclasses.dataclass
+class SimMimConfig:
+    """`SimMIM` options: masking in square blocks of patches."""
+
+    mask_ratio: float = 0.6
+    mask_block: int = 2
+
+
+@dataclasses.dataclass
+class LatentConfig:
+    """`LatentMaskedPrediction` options: predictor size, masking, targets, teacher momentum."""
+
+    predictor_dim: int = 64
+    predictor_depth: int = 1
+    predictor_heads: int = 2
+    mask_ratio: float = 0.75
+    mask_block: int = 1
+    target_layers: int = 2
+    momentum: float = 0.996
+    final_momentum: float = 1.0
+
+
+OBJECTIVES = {"mae": MaskedAutoencoder, "simmim": SimMIM, "latent": LatentMaskedPrediction}
+
+
+@dataclasses.dataclass
 class ImagePipelineConfig:
     """Everything an image pipeline run needs; `keras-pretrain show NAME` prints it, `--set KEY=VALUE` changes it."""
 
     name: str = "mae_images"
     data: ImageDataConfig = dataclasses.field(default_factory=ImageDataConfig)
     encoder: ViTConfig = dataclasses.field(default_factory=ViTConfig)
-    objective: MaeConfig = dataclasses.field(default_factory=MaeConfig)
+    objective: str = "mae"  # mae, simmim or latent: which of the three sections below is used
+    mae: MaeConfig = dataclasses.field(default_factory=MaeConfig)
+    simmim: SimMimConfig = dataclasses.field(default_factory=SimMimConfig)
+    latent: LatentConfig = dataclasses.field(default_factory=LatentConfig)
     pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
     evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
@@ -107,6 +132,9 @@ class ImagePipelineConfig:
         "evaluation.val_per_class": 20,
         "evaluation.finetune_epochs": 20,
     })
+
+    def __post_init__(self):
+        check(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}.")
 
 
 @dataclasses.dataclass
@@ -125,17 +153,32 @@ class ImageTask(FewLabelTask):
 
     baseline_name = "pixels"
 
-    def __init__(self, new_encoder, image_shape, class_names):
+    def __init__(self, new_encoder, image_shape, class_names, flips=False):
         self.new_encoder = new_encoder
         self.image_shape = tuple(image_shape)
         self.class_names = list(class_names)
+        self.flips = flips
 
     def baseline_features(self, inputs):
         return flatten_pixels(inputs)
 
-    def new_classifier(self, encoder=None):
+    def augmentation(self):
+        """Random shifts of up to an eighth of the image (a padded random crop), and mirror images if allowed."""
+        layers = [keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant")]
+        if self.flips:
+            layers.append(keras.layers.RandomFlip("horizontal"))
+
+        # Layer by layer, not a Sequential: Keras's preprocessing layers switch to TensorFlow inside tf.data alone.
+        def augment(images, training=True):
+            for layer in layers:
+                images = layer(images, training=training)
+            return images
+
+        return augment
+
+    def new_classifier(self, encoder=None, head=None):
         encoder = encoder.copy() if encoder is not None else self.new_encoder()
-        classifier = ImageClassifier(encoder, num_classes=len(self.class_names), class_names=self.class_names)
+        classifier = ImageClassifier(encoder, num_classes=len(self.class_names), class_names=self.class_names, head=head)
         classifier.build((None, *self.image_shape))
         return classifier
 
@@ -158,7 +201,10 @@ class ImagePipeline(Pipeline):
         test = open_source(config.test) if config.test else None
         unlabeled = [open_source(spec) for spec in config.unlabeled]
         sources = [labelled, *([test] if test else []), *unlabeled]
-        channels = config.channels or max(source.check()["channels"] for source in sources)
+        checks = [source.check() for source in sources]
+        self.resolve_sizes(checks[0], max(check["channels"] for check in checks))
+        config = self.config.data
+        channels = config.channels
         image_shape = (config.image_size, config.image_size, channels)
 
         labels = labelled.labels()
@@ -187,8 +233,36 @@ class ImagePipeline(Pipeline):
             "pretraining_images": len(pretraining),
             "train": len(indices.train), "val": len(indices.val), "test_size": len(indices.test),
         }
-        splits = FewLabelSplits(train, val, test_split, labelled.class_names)
+        pool_indices = np.setdiff1d(np.arange(len(labelled)), np.union1d(indices.held_out, indices.val))
+        pool = LabelPool(labels[pool_indices],
+                         lambda idx: labelled.load(config.image_size, channels, pool_indices[np.asarray(idx)]))
+        splits = FewLabelSplits(train, val, test_split, labelled.class_names, pool)
         return PipelineData(splits, pretraining, description)
+
+    def resolve_sizes(self, stats, channels):
+        """Fill in the image size, channels and patch size the config leaves open, from the labelled images' `stats`."""
+        data, chosen = self.config.data, {}
+        self.choices = []
+        if data.image_size is None:
+            (low_h, low_w), (high_h, high_w) = stats["min_size"], stats["max_size"]
+            alike = low_h == low_w == high_h == high_w
+            side = max(8, min(64, min(low_h, low_w)) // 4 * 4)
+            chosen["data.image_size"] = side
+            self.choices.append(f"images resized to {side}x{side} (data.image_size: "
+                                f"{'their own size' if alike and side == low_h else 'from the smallest side, at most 64'})")
+        if data.channels is None:
+            chosen["data.channels"] = channels
+            self.choices.append(f"{channels} channel{'s' if channels > 1 else ''} (data.channels: "
+                                f"{'some images have colour' if channels == 3 else 'every image is grey'})")
+        side = chosen.get("data.image_size", data.image_size)
+        if self.config.encoder.patch_size is None:
+            grid = 8 if side >= 32 and side % 8 == 0 else 4
+            if side % grid:
+                raise ValueError(f"data.image_size {side} does not split into a 4 x 4 or 8 x 8 grid: set "
+                                 "encoder.patch_size to a divisor of it.")
+            chosen["encoder.patch_size"] = side // grid
+            self.choices.append(f"patches of {side // grid} pixels, a {grid}x{grid} grid (encoder.patch_size)")
+        self.config = override(self.config, chosen)
 
     @staticmethod
     def test_labels(labelled, test):
@@ -216,28 +290,33 @@ class ImagePipeline(Pipeline):
 
     def task(self, data):
         shape = data.pretraining.image_shape
-        return ImageTask(lambda: self.new_encoder(shape), shape, data.splits.class_names)
+        return ImageTask(lambda: self.new_encoder(shape), shape, data.splits.class_names, self.config.data.flips)
 
     def export_samples(self, data):
         return data.splits.test.inputs[:64]
 
-    def pretraining_dataset(self, images):
-        """This process's share of the pre-training images as shuffled batches, and the steps per epoch."""
+    def pretraining_dataset(self, images, count_only=False):
+        """This process's share of the pre-training images as shuffled batches, and the steps per pass.
+
+        `count_only=True` returns the steps per pass alone (and builds nothing).
+        """
         index, count = self.distribution.input_shard
         batch_size = self.distribution.local_batch_size(self.config.pretrain.batch_size)
         size, _, channels = images.image_shape
-        datasets, sizes = [], []
-        for part, (source, indices) in enumerate(images.parts):
-            mine = indices[index::count]
-            seed = self.config.seed + part
-            datasets.append(source.dataset(size, channels, indices=mine, shuffle_seed=seed).repeat())
-            sizes.append(len(mine))
+        shares = [(source, indices[index::count]) for source, indices in images.parts]
+        sizes = [len(mine) for _, mine in shares]
         steps = self.distribution.agree_min(sum(sizes) // batch_size)
         if steps < 1:
             raise ValueError(
                 f"{len(images)} pre-training images make no batch of {self.config.pretrain.batch_size}: "
                 "lower pretrain.batch_size (--set pretrain.batch_size=N) or add images."
             )
+        if count_only:
+            return steps
+        datasets = [
+            source.dataset(size, channels, indices=mine, shuffle_seed=self.config.seed + part).repeat()
+            for part, (source, mine) in enumerate(shares)
+        ]
         if len(datasets) == 1:
             mixed = datasets[0]
         else:
@@ -246,17 +325,21 @@ class ImagePipeline(Pipeline):
         return mixed.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE), steps
 
     def pretrain_model(self, image_shape, total_steps):
-        """A compiled `MaskedAutoencoder` on a fresh encoder, its schedule `total_steps` long."""
+        """The compiled objective (`config.objective`) on a fresh encoder, its schedule `total_steps` long."""
         keras.utils.set_random_seed(self.config.seed)
-        mae = MaskedAutoencoder(
-            self.new_encoder(image_shape), seed=self.config.seed, **dataclasses.asdict(self.config.objective)
-        )
-        mae.build((None, *image_shape))
-        pretrain = self.config.pretrain
-        mae.compile(optimizer=make_adamw(
-            mae, pretrain.learning_rate, total_steps, weight_decay=pretrain.weight_decay, beta_2=pretrain.beta_2
-        ))
-        return mae
+        options = dataclasses.asdict(getattr(self.config, self.config.objective))
+        if self.config.objective == "latent":
+            options["momentum_steps"] = total_steps
+        with dtype_policy(self.config.pretrain.dtype_policy):
+            model = OBJECTIVES[self.config.objective](self.new_encoder(image_shape), seed=self.config.seed, **options)
+            model.build((None, *image_shape))
+        model.compile(optimizer=self.config.pretrain.optimizer(model, total_steps))
+        return model
+
+    def load_pretrained(self, data, finished):
+        """The encoder an earlier run pre-trained, from its `encoder.keras`."""
+        self.log(f"Pre-training finished in an earlier run: loading its encoder from {finished['encoder_path']}")
+        return keras.saving.load_model(finished["encoder_path"], compile=False)
 
     def pretrain(self, data):
         images = data.pretraining
@@ -267,24 +350,44 @@ class ImagePipeline(Pipeline):
             f"{len(splits.val)} for validation, {len(splits.test)} test images"
             + (" (held out of the labelled images, stratified; not pre-trained on)" if data.description["test_carved"] else "")
         )
-        dataset, steps = self.pretraining_dataset(images)
+        new_dataset = lambda: self.new_dataset(lambda: self.pretraining_dataset(images)[0])  # noqa: E731
+        steps_per_pass = self.pretraining_dataset(images, count_only=True)
+        new_model = lambda total: self.pretrain_model(images.image_shape, total)  # noqa: E731
+        epochs, steps, why = self.schedule(steps_per_pass, new_model, new_dataset)
+        objective = self.config.objective
+        self.log("Choices: " + "; ".join([
+            *getattr(self, "choices", []),
+            f"{epochs * steps} steps of {self.config.pretrain.batch_size} images = {epochs} epochs of {steps} steps "
+            f"({why})",
+            f"objective {objective}, mask ratio {getattr(self.config, objective).mask_ratio:g}",
+        ]))
         with self.distribution.scope():
-            mae = self.pretrain_model(images.image_shape, self.config.pretrain.epochs * steps)
-            history, seconds = self.fit_pretraining(mae, dataset, steps, self.verbose)
+            model = self.pretrain_model(images.image_shape, epochs * steps)
+            throughput = Throughput(self.config.pretrain.batch_size, model.flops_per_sample(),
+                                    self.config.pretrain.peak_flops, unit="images")
+            history, seconds = self.fit_pretraining(model, new_dataset(), new_dataset, epochs, steps, self.verbose,
+                                                    throughput)
+        encoder = model.pretrained_encoder
         if not self.distribution.is_chief:
-            return mae.encoder, {}
+            return encoder, {}
         losses = history["loss"]
         encoder_path = self.output_dir / "encoder.keras"
-        mae.encoder.save(encoder_path)
-        plots.plot_loss_curve(losses, self.output_dir / "pretrain_loss.png")
-        shown = mae.reconstruct(splits.test.inputs[:8])
-        plots.plot_reconstructions(shown["masked"], shown["reconstruction"], shown["original"],
-                                   self.output_dir / "reconstructions.png")
-        seen = self.config.pretrain.epochs * steps * self.config.pretrain.batch_size
-        return mae.encoder, {
-            "pretrain_epochs": self.config.pretrain.epochs,
+        encoder.save(encoder_path)
+        plots.plot_loss_curve(losses, self.output_dir / "pretrain_loss.png",
+                              title=f"Pre-training loss ({self.config.objective})")
+        if hasattr(model, "reconstruct"):
+            shown = model.reconstruct(splits.test.inputs[:8])
+            plots.plot_reconstructions(shown["masked"], shown["reconstruction"], shown["original"],
+                                       self.output_dir / "reconstructions.png")
+        seen = epochs * steps * self.config.pretrain.batch_size
+        return encoder, {
+            "objective": self.config.objective,
+            "pretrain_epochs": epochs,
+            "pretrain_steps": epochs * steps,
             "pretrain_final_loss": losses[-1],
             "pretrain_seconds": seconds,
             "pretrain_images_per_second": seen / seconds,
+            "pretrain_mfu": seen / seconds * model.flops_per_sample() / throughput.peak_flops,
+            "peak_flops": throughput.peak_flops,
             "encoder_path": str(encoder_path),
         }

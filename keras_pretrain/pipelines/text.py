@@ -27,21 +27,11 @@ from keras_pretrain.data.text import (
     text_corpus,
     train_word_piece_tokenizer,
 )
-from keras_pretrain.evaluation import (
-    EvaluationConfig,
-    FewLabelSplits,
-    FewLabelTask,
-    Split,
-)
+from keras_pretrain.evaluation import EvaluationConfig, FewLabelSplits, FewLabelTask, LabelPool, Split
 from keras_pretrain.models import TextClassifier
 from keras_pretrain.objectives import MaskedLanguageModel
-from keras_pretrain.optimizers import make_adamw
-from keras_pretrain.pipelines.base import (
-    ExportConfig,
-    Pipeline,
-    PipelineData,
-    PretrainConfig,
-)
+from keras_pretrain.pipelines.base import ExportConfig, Pipeline, PipelineData, PretrainConfig, dtype_policy
+from keras_pretrain.throughput import Throughput
 
 
 @dataclasses.dataclass
@@ -96,8 +86,15 @@ class TokenizerConfig:
 
 @dataclasses.dataclass
 class BertConfig:
-    """keras-hub `BertBackbone` size; dropout differs between pre-training and fine-tuning."""
+    """keras-hub `BertBackbone` size; dropout differs between pre-training and fine-tuning.
 
+    `preset`: a keras-hub preset (a directory saved by `save_to_preset`, as every
+    text run writes, or a published name such as `bert_tiny_en_uncased` when
+    online) to continue pre-training from: its backbone and tokenizer replace the
+    size fields and the vocabulary training.
+    """
+
+    preset: str | None = None
     num_layers: int = 2
     num_heads: int = 2
     hidden_dim: int = 128
@@ -123,9 +120,10 @@ class TextPipelineConfig:
     data: TextDataConfig = dataclasses.field(default_factory=TextDataConfig)
     tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
     backbone: BertConfig = dataclasses.field(default_factory=BertConfig)
-    objective: MlmConfig = dataclasses.field(default_factory=MlmConfig)
+    objective: str = "mlm"  # the one text objective today
+    mlm: MlmConfig = dataclasses.field(default_factory=MlmConfig)
     pretrain: PretrainConfig = dataclasses.field(
-        default_factory=lambda: PretrainConfig(epochs=3, batch_size=64, learning_rate=2e-3, weight_decay=0.01, beta_2=0.999)
+        default_factory=lambda: PretrainConfig(steps=3000, batch_size=64, learning_rate=2e-3, weight_decay=0.01, beta_2=0.999)
     )
     evaluation: EvaluationConfig = dataclasses.field(default_factory=lambda: text_evaluation())
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
@@ -141,6 +139,9 @@ class TextPipelineConfig:
         "evaluation.max_test": 300,
         "evaluation.finetune_epochs": 10,
     })
+
+    def __post_init__(self):
+        check(self.objective == "mlm", f"objective must be 'mlm' for text; got {self.objective!r}.")
 
 
 def text_evaluation(**changes):
@@ -169,6 +170,7 @@ class TextTask(FewLabelTask):
     """
 
     baseline_name = "TF-IDF words"
+    mixable = False  # token ids do not blend
 
     def __init__(self, corpus, new_backbone, tokenizer, sequence_length, class_names, dropout):
         self.corpus = corpus
@@ -187,7 +189,7 @@ class TextTask(FewLabelTask):
     def classifier_inputs(self, texts):
         return {key: keras.ops.convert_to_numpy(value) for key, value in self.preprocessor(texts).items()}
 
-    def new_classifier(self, backbone=None):
+    def new_classifier(self, backbone=None, head=None):
         if backbone is None:
             backbone = self.new_backbone(self.dropout)
         else:  # a copy with fine-tuning dropout
@@ -195,7 +197,7 @@ class TextTask(FewLabelTask):
             backbone = backbone.__class__.from_config({**backbone.get_config(), "dropout": self.dropout})
             backbone.set_weights(weights)
         classifier = TextClassifier(backbone, len(self.class_names), class_names=self.class_names,
-                                    preprocessor=self.preprocessor)
+                                    preprocessor=self.preprocessor, head=head)
         classifier.build(None)
         return classifier
 
@@ -229,8 +231,9 @@ class PretrainingText:
 class TextPipeline(Pipeline):
     """Masked language model pre-training on any text sources; see `TextPipelineConfig`."""
 
-    def load_data(self):
-        """Read the labelled sources, draw the splits, assemble the pre-training corpus; nothing is written."""
+    def load_data(self, tokenizer=None):
+        """Read the labelled sources, draw the splits, assemble the pre-training corpus, learn its vocabulary
+        (unless a `tokenizer` is given); nothing is written but the vocabulary cache."""
         config = self.config.data
         if not config.labelled:
             raise ValueError("No labelled text: pass --data FILE (a CSV with text and label columns) or set data.labelled.")
@@ -265,8 +268,11 @@ class TextPipeline(Pipeline):
             "train": len(indices.train), "val": len(indices.val), "test_size": len(indices.test),
         }
         pretraining = PretrainingText(parts, evaluation_texts, config.max_pretrain_documents)
-        pretraining.tokenizer = self.tokenizer(pretraining.corpus())
-        return PipelineData(FewLabelSplits(train, val, test_split, labelled.class_names), pretraining, description)
+        pretraining.tokenizer = tokenizer or self.tokenizer(pretraining.corpus())
+        pool_indices = np.setdiff1d(np.arange(len(labelled)), np.union1d(indices.held_out, indices.val))
+        pool = LabelPool(labels[pool_indices], lambda idx: labelled.texts(pool_indices[np.asarray(idx)]))
+        splits = FewLabelSplits(train, val, test_split, labelled.class_names, pool)
+        return PipelineData(splits, pretraining, description)
 
     @staticmethod
     def test_labels(labelled, test):
@@ -278,7 +284,10 @@ class TextPipeline(Pipeline):
         return position[test.labels()]
 
     def tokenizer(self, corpus):
-        """A `keras_hub.models.BertTokenizer` whose WordPiece vocabulary is learned from `corpus` (cached on disk)."""
+        """A `keras_hub.models.BertTokenizer` whose WordPiece vocabulary is learned from `corpus` (cached on disk),
+        or the preset's tokenizer when pre-training continues from one."""
+        if self.config.backbone.preset:
+            return keras_hub.models.BertTokenizer.from_preset(self.config.backbone.preset)
         config = self.config.tokenizer
         every = config.sample_every
         sample = corpus if every == 1 else TextCorpus.from_texts(
@@ -305,7 +314,14 @@ class TextPipeline(Pipeline):
         return dataset, int(batches), int(tokens)
 
     def new_backbone(self, vocabulary_size, dropout):
+        """A fresh `BertBackbone` of the configured size, or the preset's (pre-trained) one."""
         config = self.config.backbone
+        if config.preset:
+            backbone = keras_hub.models.BertBackbone.from_preset(config.preset, dropout=dropout)
+            if backbone.max_sequence_length < config.sequence_length:
+                raise ValueError(f"The preset {config.preset} takes at most {backbone.max_sequence_length} tokens: "
+                                 f"set backbone.sequence_length to that or less.")
+            return backbone
         return keras_hub.models.BertBackbone(
             vocabulary_size=vocabulary_size, num_layers=config.num_layers, num_heads=config.num_heads,
             hidden_dim=config.hidden_dim, intermediate_dim=config.intermediate_dim,
@@ -315,42 +331,52 @@ class TextPipeline(Pipeline):
     def pretrain_model(self, tokenizer, total_steps):
         """A compiled `MaskedLanguageModel` on a fresh backbone, its schedule `total_steps` long."""
         keras.utils.set_random_seed(self.config.seed)
-        backbone = self.new_backbone(tokenizer.vocabulary_size(), self.config.backbone.pretrain_dropout)
-        mlm = MaskedLanguageModel.from_vocabulary(
-            backbone, tokenizer.get_vocabulary(), seed=self.config.seed, **dataclasses.asdict(self.config.objective)
-        )
-        length = self.config.backbone.sequence_length
-        mlm.build({"token_ids": (None, length), "padding_mask": (None, length)})
-        pretrain = self.config.pretrain
-        mlm.compile(optimizer=make_adamw(
-            mlm, pretrain.learning_rate, total_steps, weight_decay=pretrain.weight_decay, beta_2=pretrain.beta_2
-        ))
+        with dtype_policy(self.config.pretrain.dtype_policy):
+            backbone = self.new_backbone(tokenizer.vocabulary_size(), self.config.backbone.pretrain_dropout)
+            mlm = MaskedLanguageModel.from_vocabulary(
+                backbone, tokenizer.get_vocabulary(), seed=self.config.seed, **dataclasses.asdict(self.config.mlm)
+            )
+            length = self.config.backbone.sequence_length
+            mlm.build({"token_ids": (None, length), "padding_mask": (None, length)})
+        mlm.compile(optimizer=self.config.pretrain.optimizer(mlm, total_steps))
         return mlm
 
     def pretrain(self, data):
         tokenizer = data.pretraining.tokenizer
         batch_size = self.distribution.local_batch_size(self.config.pretrain.batch_size)
         corpus = data.pretraining.corpus(shard=self.distribution.input_shard)
+        new_dataset = lambda: self.new_dataset(lambda: self.sequences(corpus, tokenizer, batch_size)[0])  # noqa: E731
+        keras.utils.set_random_seed(self.config.seed)
         dataset, batches, tokens = self.sequences(corpus, tokenizer, batch_size)
-        steps = self.distribution.agree_min(batches)
-        if steps < 1:
+        steps_per_pass = self.distribution.agree_min(batches)
+        if steps_per_pass < 1:
             raise ValueError(
                 f"The pre-training text makes no batch of {self.config.pretrain.batch_size} sequences: "
                 "lower pretrain.batch_size (--set pretrain.batch_size=N) or add text."
             )
+        new_model = lambda total: self.pretrain_model(tokenizer, total)  # noqa: E731
+        epochs, steps, why = self.schedule(steps_per_pass, new_model, new_dataset)
         splits = data.splits
         self.log(
-            f"{self.config.name} on {keras.backend.backend()}: pre-training on {steps} batches of "
-            f"{self.config.pretrain.batch_size} sequences per epoch ({tokens} tokens"
+            f"{self.config.name} on {keras.backend.backend()}: pre-training on {steps_per_pass} batches of "
+            f"{self.config.pretrain.batch_size} sequences per pass ({tokens} tokens"
             f"{' in this process' if self.distribution.input_shard[1] > 1 else ''}, vocabulary "
             f"{tokenizer.vocabulary_size()}), {len(splits.train)} labels for fine-tuning, {len(splits.val)} for "
             f"validation, {len(splits.test)} test texts"
             + (" (held out of the labelled texts, stratified; not pre-trained on)" if data.description["test_carved"] else "")
         )
+        self.log(f"Choices: {epochs * steps} steps = {epochs} epochs of {steps} steps ({why}); mask rate "
+                 f"{self.config.mlm.mask_rate:g}; {self.config.data.batching} batches")
         with self.distribution.scope():
-            mlm = self.pretrain_model(tokenizer, self.config.pretrain.epochs * steps)
+            mlm = self.pretrain_model(tokenizer, epochs * steps)
             # One log line per epoch: a per-step progress bar makes JAX wait for every step to finish.
-            history, seconds = self.fit_pretraining(mlm, dataset, steps, 2 * self.verbose)
+            # Tokens: the non-padding tokens of an average batch, and the FLOPs of an average sequence's tokens.
+            tokens_per_step = tokens / batches * self.distribution.input_shard[1]
+            length = tokens / (batches * batch_size)
+            throughput = Throughput(tokens_per_step, mlm.flops_per_sample(round(length)) / length,
+                                    self.config.pretrain.peak_flops, unit="tokens")
+            history, seconds = self.fit_pretraining(mlm, dataset, new_dataset, epochs, steps, 2 * self.verbose,
+                                                    throughput)
         if not self.distribution.is_chief:
             return mlm.backbone, {}
         # One width, every held-out text: evaluation compiles twice at most (padding changes no prediction).
@@ -359,7 +385,9 @@ class TextPipeline(Pipeline):
         evaluation_data, evaluation_steps, _ = self.sequences(held_out, tokenizer, batch_size, [length], False)
         evaluation = mlm.evaluate(evaluation_data, steps=evaluation_steps, verbose=0, return_dict=True)
         masked_token_accuracy = float(evaluation["masked_token_accuracy"])
-        self.log(f"Masked-token accuracy on the held-out texts: {100 * masked_token_accuracy:.2f}%")
+        perplexity = float(np.exp(evaluation["loss"]))  # of the masked tokens, given the rest
+        self.log(f"Masked-token accuracy on the held-out texts: {100 * masked_token_accuracy:.2f}%, "
+                 f"perplexity {perplexity:.1f}")
         preset_dir = self.output_dir / "preset"
         mlm.backbone.save_to_preset(str(preset_dir))
         tokenizer.save_to_preset(str(preset_dir))
@@ -367,13 +395,23 @@ class TextPipeline(Pipeline):
         plots.plot_loss_curve(history["loss"], self.output_dir / "pretrain_loss.png", title="Masked language modeling loss")
         return mlm.backbone, {
             "masked_token_accuracy": masked_token_accuracy,
-            "pretrain_epochs": self.config.pretrain.epochs,
+            "masked_token_perplexity": perplexity,
+            "pretrain_epochs": epochs,
+            "pretrain_steps": epochs * steps,
             "pretrain_final_loss": history["loss"][-1],
             "pretrain_seconds": seconds,
-            "pretrain_tokens_per_second": self.config.pretrain.epochs * tokens * self.distribution.input_shard[1] / seconds,
+            # tokens is one pass (of this process's share); an epoch may be shorter than a pass.
+            "pretrain_tokens_per_second": epochs * steps * tokens_per_step / seconds,
+            "pretrain_mfu": epochs * steps * tokens_per_step / seconds * throughput.flops_per_sample / throughput.peak_flops,
+            "peak_flops": throughput.peak_flops,
             "vocabulary_size": tokenizer.vocabulary_size(),
             "preset_path": str(preset_dir),
         }
+
+    def load_pretrained(self, data, finished):
+        """The backbone an earlier run pre-trained, from its preset directory."""
+        self.log(f"Pre-training finished in an earlier run: loading its backbone from {finished['preset_path']}")
+        return keras_hub.models.Backbone.from_preset(finished["preset_path"])
 
     def task(self, data):
         tokenizer = data.pretraining.tokenizer

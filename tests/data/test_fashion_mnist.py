@@ -3,8 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from keras_pretrain.data import DataNotFoundError, few_label_split, load_fashion_mnist, read_idx
-from keras_pretrain.data import fashion_mnist
+from keras_pretrain.data import DataNotFoundError, fashion_mnist, few_label_split, load_fashion_mnist, read_idx
 from tests.conftest import write_idx
 
 

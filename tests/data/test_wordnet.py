@@ -1,7 +1,6 @@
 import pytest
 
-from keras_pretrain.data import CorpusError, DataNotFoundError, find_wordnet, gloss_corpus, load_noun_glosses
-from keras_pretrain.data import wordnet
+from keras_pretrain.data import CorpusError, DataNotFoundError, find_wordnet, gloss_corpus, load_noun_glosses, wordnet
 from tests.conftest import WORDNET_WORDS, synthetic_wordnet
 
 

@@ -9,7 +9,6 @@ from keras_pretrain.export import onnx as onnx_export
 from keras_pretrain.export.onnx import export_onnx
 
 
-
 def test_onnx_graph_computes_what_keras_computes_at_any_batch_size(classifier, images, tmp_path):
     path = export_onnx(classifier, tmp_path / "clf.onnx", samples=images)
     assert path.is_file() and [p.name for p in tmp_path.iterdir()] == ["clf.onnx"]  # no staging left

@@ -126,3 +126,17 @@ def test_save_and_load_round_trip(tmp_path, images):
     loaded = keras.saving.load_model(tmp_path / "mae.keras")
     np.testing.assert_allclose(numpy(loaded(images, noise=noise))["pixels"], expected, atol=1e-5)
     assert loaded.mask_ratio == 0.75 and loaded.encoder.hidden_dim == 32
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda x: x.astype("float32") / 255.0, r"floats in \[0, 1\], but the model reads pixels in \[0, 255\]"),
+    (lambda x: x[..., 0], r"got \(8, 28, 28\). Add a channel axis"),
+    (lambda x: np.repeat(x, 3, axis=-1), r"Expected images of shape \(batch, 28, 28, 1\); got \(8, 28, 28, 3\)"),
+    (lambda x: np.where(x > 128, np.nan, x.astype("float32")), "NaN or infinite values"),
+])
+def test_inputs_a_model_would_misread_are_refused_before_training(images, make, message):
+    mae = small_mae()
+    mae.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=message):
+        mae.fit(make(images), batch_size=4, epochs=1, verbose=0)
+    assert mae.fit(images.astype("float32"), batch_size=4, epochs=1, verbose=0)  # floats in [0, 255] are fine

@@ -81,3 +81,28 @@ def test_each_process_reads_its_own_share_of_the_files(tmp_path, folders):
         assert steps == 4 and all(len(batch) == 2 for batch in batches)  # 9 of 18 images each, local batches of 2
         seen.append({bytes(image) for batch in dataset.take(20).as_numpy_iterator() for image in batch})
     assert not seen[0] & seen[1]  # no image is read by both processes
+
+
+def test_the_budget_becomes_epochs_and_steps_whatever_the_data_size(tmp_path, folders):
+    labelled, _, _ = folders
+    images = pipeline(tmp_path, labelled=str(labelled))
+    images.config.pretrain.steps = 3000
+    assert images.schedule(10, None, None) == (300, 10, "pretrain.steps")  # a small set: many passes
+    assert images.schedule(5000, None, None) == (1, 3000, "pretrain.steps")  # a large one: part of a pass
+    images.config.pretrain.steps, images.config.pretrain.epochs = None, 4
+    assert images.schedule(10, None, None) == (4, 10, "pretrain.epochs")
+
+
+def test_a_time_budget_is_measured_on_the_model_itself(tmp_path, folders):
+    labelled, _, _ = folders
+    images = pipeline(tmp_path, labelled=str(labelled))
+    images.config.pretrain.budget_minutes = 0.05
+    images.config.encoder.hidden_dim, images.config.encoder.depth, images.config.encoder.num_heads = 16, 1, 2
+    data = images.load_data()
+    dataset, steps_per_pass = images.pretraining_dataset(data.pretraining)
+    built = []
+    new_model = lambda total: built.append(total) or images.pretrain_model(data.pretraining.image_shape, total)  # noqa: E731
+    epochs, steps, why = images.schedule(steps_per_pass, new_model, lambda: dataset)
+    rate = float(why.split(" at ")[1].split(" steps/s")[0])
+    assert rate > 0 and why.endswith("(pretrain.budget_minutes)") and built == [1000]
+    assert abs(epochs * steps - 3 * rate) <= steps_per_pass + 1  # 3 seconds' worth of steps

@@ -65,4 +65,32 @@ def test_bad_text_options_are_refused_when_set():
         TextDataConfig(batching="sorted")
     with pytest.raises(ValueError, match="data.document must be 'lines', 'paragraphs' or 'files'"):
         TextDataConfig(document="pages")
-    assert np.isclose(TextPipelineConfig().objective.mask_rate, 0.15)
+    assert np.isclose(TextPipelineConfig().mlm.mask_rate, 0.15)
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_pretraining_continues_from_a_keras_hub_preset(tmp_path):
+    import keras_hub
+    from keras import ops
+
+    from keras_pretrain.data import TextCorpus, train_word_piece_tokenizer
+    from keras_pretrain.pipelines import BertConfig
+
+    table = write_labelled_csv(tmp_path / "labelled.csv", per_class=10)
+    tokenizer = train_word_piece_tokenizer(TextCorpus.from_files(table), 70)
+    saved = keras_hub.models.BertBackbone(vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2,
+                                          hidden_dim=16, intermediate_dim=32, max_sequence_length=32)
+    saved.save_to_preset(str(tmp_path / "preset"))
+    tokenizer.save_to_preset(str(tmp_path / "preset"))
+    config = TextPipelineConfig(data=TextDataConfig(labelled=str(table)),
+                                backbone=BertConfig(preset=str(tmp_path / "preset"), sequence_length=32))
+    config.evaluation.labels_per_class, config.evaluation.val_per_class = 2, 2
+    text = TextPipeline(config, verbose=0)
+    data = text.load_data()
+    assert data.pretraining.tokenizer.get_vocabulary() == tokenizer.get_vocabulary()  # the preset's, not a new one
+    mlm = text.pretrain_model(data.pretraining.tokenizer, total_steps=10)
+    for a, b in zip(mlm.backbone.get_weights(), saved.get_weights()):
+        np.testing.assert_array_equal(ops.convert_to_numpy(a), b)  # starts from the preset's weights
+    config.backbone.sequence_length = 64
+    with pytest.raises(ValueError, match="takes at most 32 tokens: set backbone.sequence_length"):
+        text.new_backbone(tokenizer.vocabulary_size(), 0.0)

@@ -7,7 +7,7 @@ from keras_pretrain.data import DataNotFoundError
 from keras_pretrain.pipelines import ImagePipeline, load_recipe, pipeline_for
 
 # The smoke run tests the pipeline, not the model size.
-TINY = ["encoder.hidden_dim=16", "encoder.depth=1", "encoder.num_heads=2", "objective.decoder_dim=16",
+TINY = ["encoder.hidden_dim=16", "encoder.depth=1", "encoder.num_heads=2", "mae.decoder_dim=16",
         "evaluation.finetune_epochs=3", "evaluation.labels_per_class=2", "export.enabled=False"]
 
 

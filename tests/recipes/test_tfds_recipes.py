@@ -20,7 +20,7 @@ def vocabulary_cache(tmp_path, monkeypatch):
 def test_mae_cifar10_reads_tfds_train_and_test(tmp_path):
     with tfds.testing.mock_data(num_examples=120):
         code = cli.main(["run", "mae_cifar10", "--output", str(tmp_path / "run"), *SMALL, "encoder.hidden_dim=16",
-                         "encoder.depth=1", "encoder.num_heads=2", "objective.decoder_dim=16"])
+                         "encoder.depth=1", "encoder.num_heads=2", "mae.decoder_dim=16"])
     assert code == 0
     written = json.loads((tmp_path / "run" / "results.json").read_text())
     assert written["data"]["labelled"].startswith("tfds cifar10 (train") and written["data"]["test"].startswith("tfds cifar10 (test")

@@ -1,0 +1,142 @@
+"""Checkpoint and resume: exact on every backend, atomic, refusing what does not belong to the run."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from keras_pretrain.checkpoints import Checkpoint, CheckpointError, Diverged, RunRecord
+from keras_pretrain.evaluation import EvaluationConfig
+from keras_pretrain.pipelines import ImageDataConfig, ImagePipeline, ImagePipelineConfig, PretrainConfig
+from keras_pretrain.pipelines.images import MaeConfig, ViTConfig
+from tests.conftest import write_image_folder
+
+
+class StopAt(keras.callbacks.Callback):
+    """Raises inside `fit` after `step` steps, as a crash or a kill would stop it (Keras's own tests do the same)."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            raise KeyboardInterrupt(f"stopped at step {self.step}")
+
+
+def tiny_config(tmp_path, folder, name, **pretrain):
+    return ImagePipelineConfig(
+        name="tiny", data=ImageDataConfig(labelled=str(folder)),
+        encoder=ViTConfig(hidden_dim=16, depth=1, num_heads=2), mae=MaeConfig(decoder_dim=16),
+        pretrain=PretrainConfig(**{"steps": 10, "batch_size": 8, "checkpoint_every": 3, **pretrain}),
+        evaluation=EvaluationConfig(labels_per_class=2, val_per_class=2, finetune_epochs=1, curve_labels_per_class=[]),
+        output_dir=str(tmp_path / name),
+    )
+
+
+def pretrained_weights(pipeline):
+    data = pipeline.load_data()
+    pipeline.output_dir.mkdir(parents=True, exist_ok=True)
+    encoder, results = pipeline.pretrain(data)
+    return [np.asarray(w) for w in encoder.get_weights()], results
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return write_image_folder(tmp_path / "shapes", per_class=14)
+
+
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, folder):
+    # 20 pre-training images in batches of 8: epochs of 2 steps, 10 steps in all. Checkpoints every 3 steps
+    # and at epoch ends: stopped during step 4, the last one is step 3, in the middle of the second epoch.
+    uninterrupted, _ = pretrained_weights(ImagePipeline(tiny_config(tmp_path, folder, "straight"), verbose=0))
+    stopped = ImagePipeline(tiny_config(tmp_path, folder, "resumed"), verbose=0, callbacks=[StopAt(4)])
+    with pytest.raises(KeyboardInterrupt):
+        pretrained_weights(stopped)
+    assert stopped.checkpoint.step() == 3
+    resumed = ImagePipeline(tiny_config(tmp_path, folder, "resumed"), verbose=0)
+    assert resumed.resume_point() == f"pre-training checkpoint at step 3 in {tmp_path / 'resumed' / 'checkpoint'}"
+    weights, results = pretrained_weights(resumed)
+    assert results["pretrain_steps"] == 10
+    for a, b in zip(weights, uninterrupted):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_another_configuration_or_a_damaged_checkpoint_is_refused(tmp_path, folder):
+    pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[StopAt(3)])
+    with pytest.raises(KeyboardInterrupt):
+        pretrained_weights(pipeline)
+    other = ImagePipeline(tiny_config(tmp_path, folder, "run", learning_rate=1e-2), verbose=0)
+    with pytest.raises(CheckpointError, match=r"from another configuration \(config.pretrain.learning_rate: 0.0015 "
+                                              r"then, 0.01 now\): rerun with the same settings.*--restart"):
+        other.resume_point()
+    restarted = ImagePipeline(tiny_config(tmp_path, folder, "run", learning_rate=1e-2), verbose=0, restart=True)
+    assert restarted.resume_point() is None and not restarted.checkpoint.exists()
+    pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[StopAt(3)])
+    with pytest.raises(KeyboardInterrupt):
+        pretrained_weights(pipeline)
+    (pipeline.checkpoint.directory / "model.weights.h5").write_bytes(b"not a weights file")
+    with pytest.raises(CheckpointError, match=r"model.weights.h5 cannot be read .*: pass --restart to start over"):
+        pretrained_weights(ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0))
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    checkpoint = Checkpoint(tmp_path / "checkpoint", {"config": {"a": 1}})
+    checkpoint.save(model, 4)
+    saved = [np.asarray(w) for w in model.get_weights()]
+    model.layers[0].kernel.assign(np.ones((3, 2)))
+
+    def full_disk(path, *args, **kwargs):
+        open(path, "wb").write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model, "save_weights", full_disk)
+    with pytest.raises(OSError, match="No space left on device.*the previous one is intact"):
+        checkpoint.save(model, 6)
+    monkeypatch.undo()
+    assert checkpoint.step() == 4 and [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    assert checkpoint.restore(model) == 4
+    for a, b in zip(model.get_weights(), saved):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_finished_phases_are_recorded_for_the_same_configuration_only(tmp_path):
+    record = RunRecord(tmp_path / "phases.json", {"config": {"seed": 0}})
+    assert record.get("pretraining") is None
+    record.put("pretraining", {"pretrain_seconds": 3.0})
+    assert RunRecord(tmp_path / "phases.json", {"config": {"seed": 0}}).get("pretraining") == {"pretrain_seconds": 3.0}
+    with pytest.raises(CheckpointError, match=r"config.seed: 0 then, 1 now"):
+        RunRecord(tmp_path / "phases.json", {"config": {"seed": 1}}).get("pretraining")
+    (tmp_path / "phases.json").write_text("{")
+    with pytest.raises(CheckpointError, match="phases.json is corrupt"):
+        record.get("pretraining")
+
+
+class PoisonAt(keras.callbacks.Callback):
+    """Turns the weights into NaN after `step` steps: the next loss is NaN."""
+
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.seen = step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen += 1
+        if self.seen == self.step:
+            if hasattr(self.model, "jax_state_sync"):
+                self.model.jax_state_sync()  # JAX trains on copies: sync, so the next step reads the poisoned values
+            for variable in self.model.trainable_variables:
+                variable.assign(variable * np.nan)
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, folder):
+    pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[PoisonAt(5)])
+    with pytest.raises(Diverged, match=r"became NaN or infinite at step 6; the last good checkpoint \(step 4\) is kept"):
+        pretrained_weights(pipeline)
+    model = pipeline.pretrain_model((20, 20, 3), 9)
+    assert pipeline.checkpoint.restore(model) == 4
+    assert all(np.isfinite(np.asarray(w)).all() for w in model.get_weights())
