@@ -108,6 +108,24 @@ def build_parser():
     evaluate.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                           help="Override config fields, e.g. --set evaluation.curve_seeds=5 data.text_column=body.")
 
+    bench = commands.add_parser(
+        "bench", help="Training throughput on each backend, side by side with keras-hub and Hugging Face.",
+        description="Each measurement in its own process: the package's objectives, keras-hub's BertMaskedLM and (when "
+        "transformers is installed) Hugging Face's BertForMaskedLM and ViTMAEForPreTraining at the same sizes, a "
+        "float32 matmul peak for MFU, the WordNet pipeline's token rate with and without length buckets, and each "
+        "pipeline's input overhead.",
+    )
+    bench.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    bench.add_argument("--objectives", nargs="+", choices=("mlm", "mae"), default=["mlm", "mae"])
+    bench.add_argument("--steps", type=int, default=20, help="Timed steps per measurement (default 20).")
+    bench.add_argument("--warmup", type=int, default=5, help="Untimed steps first (compilation; default 5).")
+    bench.add_argument("--mlm", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="MLM sizes, e.g. num_layers=12 hidden_dim=768 sequence_length=512 (BERT-base).")
+    bench.add_argument("--mae", nargs="+", default=[], metavar="KEY=VALUE", help="MAE sizes, e.g. image_size=224.")
+    bench.add_argument("--dtype-policy", default="float32", help="Keras dtype policy, e.g. mixed_bfloat16 on a GPU.")
+    bench.add_argument("--no-real-data", action="store_true", help="Skip the WordNet and Fashion-MNIST pipeline rows.")
+    bench.add_argument("--json", metavar="FILE", help="Also write the rows as JSON.")
+
     export = commands.add_parser(
         "export", parents=[backend], help="Export a saved classifier (.keras) as a verified SavedModel.",
         description="Write saved_models/NAME/VERSION/ (TF Serving layout), verified by reloading in a fresh process.",
@@ -242,6 +260,24 @@ def evaluate_encoders(args):
     return 0
 
 
+def run_benchmarks(args):
+    import ast
+    import json
+
+    from keras_pretrain.bench import format_table, run_bench
+    from keras_pretrain.config import parse_assignment
+
+    sizes = {name: {key: ast.literal_eval(value) for key, value in map(parse_assignment, getattr(args, name))}
+             for name in ("mlm", "mae")}
+    rows = run_bench(args.backends, args.objectives, args.steps, args.warmup, sizes, not args.no_real_data,
+                     args.dtype_policy)
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    return 0
+
+
 def export_model(args):
     import keras
 
@@ -279,7 +315,7 @@ def serve_check(args):
     return 0
 
 
-COMMANDS = {"recipes": list_recipes, "show": show_recipe, "run": run_recipe, "evaluate": evaluate_encoders, "export": export_model, "serve-check": serve_check}
+COMMANDS = {"recipes": list_recipes, "show": show_recipe, "run": run_recipe, "evaluate": evaluate_encoders, "bench": run_benchmarks, "export": export_model, "serve-check": serve_check}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -32,7 +32,8 @@ recipe = TextPipelineConfig(
     tokenizer=TokenizerConfig(vocabulary_size=6000, sample_every=8),
     backbone=BertConfig(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=384, sequence_length=64),
     mlm=MlmConfig(mask_rate=0.4),
-    pretrain=PretrainConfig(epochs=2, batch_size=64, learning_rate=2e-3, weight_decay=0.01, beta_2=0.999),
+    # Five passes (about 10 minutes on 2 cores) instead of two: fine-tuned 63.3% on validation against 55.0%.
+    pretrain=PretrainConfig(epochs=5, batch_size=64, learning_rate=2e-3, weight_decay=0.01, beta_2=0.999),
     evaluation=text_evaluation(labels_per_class=20, val_per_class=50, test_per_class=300),
     quick={
         "data.max_pretrain_documents": 4000,

@@ -21,7 +21,9 @@ recipe = ImagePipelineConfig(
     # Patch 7 (16 patches) trains 2.5x faster than patch 4 and did better within the same time.
     encoder=ViTConfig(patch_size=7, hidden_dim=128, depth=4, num_heads=4, mlp_ratio=2),
     mae=MaeConfig(decoder_dim=64, decoder_depth=1, decoder_heads=2, mask_ratio=0.75, norm_pix_loss=False),
-    # 10x MAE's base rate (1.5e-4 x batch / 256): a tiny model on a 12-epoch budget.
-    pretrain=PretrainConfig(epochs=12, batch_size=256, learning_rate=1.5e-3, weight_decay=0.05, beta_2=0.95),
-    evaluation=EvaluationConfig(labels_per_class=10, val_per_class=100, finetune_epochs=100, finetune_batch_size=32),
+    # 10x MAE's base rate (1.5e-4 x batch / 256): a tiny model on a short budget. 40 epochs (about 11 minutes
+    # on 2 cores) instead of 12: fine-tuned 73.2% on validation against 71.4%.
+    pretrain=PretrainConfig(epochs=40, batch_size=256, learning_rate=1.5e-3, weight_decay=0.05, beta_2=0.95),
+    evaluation=EvaluationConfig(labels_per_class=10, val_per_class=100, finetune_epochs=100, finetune_batch_size=32,
+                                augment=True),
 )

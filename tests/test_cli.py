@@ -130,8 +130,11 @@ def test_run_on_a_csv_and_text_files_writes_results_and_a_string_export(capsys, 
     ("undecodable image", "bad.png cannot be decoded as an image"),
     ("more labels than a class has", "Class 'circle' has 14 labelled examples, fewer than the 20 training labels"),
     ("output is a file", "is a file: pass another --output"),
+    ("output under a file", "cannot be made: "),
+    ("output not writable", "is not writable"),
+    ("batch larger than the data", "pre-training images make no batch of 500: lower pretrain.batch_size"),
 ])
-def test_bad_image_inputs_fail_clearly_and_write_nothing(capsys, tmp_path, folder, case, message):
+def test_bad_image_inputs_fail_clearly_and_write_nothing(capsys, monkeypatch, tmp_path, folder, case, message):
     data, extra = folder, []
     if case == "empty folder":
         data = tmp_path / "empty"
@@ -144,18 +147,25 @@ def test_bad_image_inputs_fail_clearly_and_write_nothing(capsys, tmp_path, folde
         extra = ["--labels-per-class", "20"]
     elif case == "output is a file":
         (tmp_path / "run").write_text("")
-    code = cli.main(["run", "mae_images", "--data", str(data), "--quick", *extra, *run_args(tmp_path), "--set",
-                     *TINY_IMAGES])
+    elif case == "output under a file":
+        (tmp_path / "run").write_text("")
+        extra = ["--output", str(tmp_path / "run" / "inner")]
+    elif case == "output not writable":  # as root, permissions cannot make a directory unwritable
+        monkeypatch.setattr("os.access", lambda path, mode: False)
+    sets = TINY_IMAGES + (["pretrain.batch_size=500"] if case == "batch larger than the data" else [])
+    code = cli.main(["run", "mae_images", "--data", str(data), "--quick", *run_args(tmp_path), *extra, "--set", *sets])
     error = capsys.readouterr().err
     assert code == 1 and message in error and len(error.strip().splitlines()) == 1, error
     assert not (tmp_path / "saved_models").exists()
-    assert case == "output is a file" or not (tmp_path / "run").exists()
+    assert case in ("output is a file", "output under a file") or not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("case, message", [
     ("missing columns", "has no column 'body'"),
     ("one class", "needs at least two classes"),
     ("glob matching nothing", "matches no files"),
+    ("batch larger than the data", "The pre-training text makes no batch of 500 sequences"),
+    ("sequence too short for the special tokens", "backbone.sequence_length 4 is too small: [CLS], [SEP] and the text need at least 8"),
 ])
 def test_bad_text_inputs_fail_clearly_and_write_nothing(capsys, tmp_path, table, case, message):
     extra = []
@@ -165,8 +175,11 @@ def test_bad_text_inputs_fail_clearly_and_write_nothing(capsys, tmp_path, table,
         table.write_text("text,label\n" + "".join(f"some text {i},only\n" for i in range(30)))
     elif case == "glob matching nothing":
         extra = ["--unlabeled", str(tmp_path / "nothing" / "*.txt")]
+    # (a vocabulary the tiny table supports: no warning line before the error)
+    sets = TINY_TEXT + {"batch larger than the data": ["pretrain.batch_size=500", "tokenizer.vocabulary_size=70"],
+                        "sequence too short for the special tokens": ["backbone.sequence_length=4"]}.get(case, [])
     code = cli.main(["run", "bert_text", "--data", str(table), "--quick", "--labels-per-class", "2", *extra,
-                     *run_args(tmp_path), "--set", *TINY_TEXT])
+                     *run_args(tmp_path), "--set", *sets])
     error = capsys.readouterr().err
     assert code == 1 and message in error and len(error.strip().splitlines()) == 1, error
     assert not (tmp_path / "saved_models").exists() and not (tmp_path / "run").exists()

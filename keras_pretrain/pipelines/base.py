@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -85,6 +86,18 @@ class PipelineData:
     description: dict  # for results.json: sources, sizes, which split was carved out
 
 
+def check_writable(directory):
+    """Refuse, before any work, an output directory that could not be created or written to."""
+    existing = Path(directory).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"The output directory {directory} cannot be made: {existing} is a file. Pass another --output.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"The output directory {directory} is not writable ({existing} is not): pass another --output "
+                         "or fix its permissions.")
+
+
 def apply_quick(config):
     """The smoke-run version of a pipeline config: one pre-training epoch, one grid point each, then `config.quick`."""
     evaluation = config.evaluation
@@ -126,6 +139,7 @@ class Pipeline:
         self.output_dir = Path(config.output_dir or Path("runs") / config.name)
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise ValueError(f"The output directory {self.output_dir} is a file: pass another --output.")
+        check_writable(self.output_dir)
         # What makes a rerun the same run: everything but where results go and how they are evaluated.
         trained = {k: v for k, v in to_dict(config).items() if k not in ("output_dir", "export", "evaluation", "quick")}
         self.checkpoint = Checkpoint(self.output_dir / "checkpoint", {"config": trained, "backend": keras.backend.backend()})
@@ -150,8 +164,6 @@ class Pipeline:
         if resumed:
             self.log(f"Resuming from {self.output_dir}: {resumed}")
         data = self.load_data()
-        if self.distribution.is_chief:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
         finished = self.record.get("pretraining")
         if finished is not None:
             encoder, pretraining = self.load_pretrained(data, finished), finished
@@ -282,6 +294,7 @@ class Pipeline:
         callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True), *([throughput] if throughput else []),
                      *self.callbacks]
         if self.distribution.is_chief:
+            self.output_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
             callbacks += [keras.callbacks.TensorBoard(self.output_dir / "logs"), saving]
         epoch, batch = divmod(done, steps_per_epoch)
         # An interrupted epoch is finished first, then whole epochs: each fit reads from where the last stopped.

@@ -119,8 +119,11 @@ class ImagePipelineConfig:
     mae: MaeConfig = dataclasses.field(default_factory=MaeConfig)
     simmim: SimMimConfig = dataclasses.field(default_factory=SimMimConfig)
     latent: LatentConfig = dataclasses.field(default_factory=LatentConfig)
-    pretrain: PretrainConfig = dataclasses.field(default_factory=PretrainConfig)
-    evaluation: EvaluationConfig = dataclasses.field(default_factory=EvaluationConfig)
+    # Ten minutes of updates, whatever the data size (on Fashion-MNIST: about 40 epochs on 2 cores, which gave
+    # 73.2% validation accuracy with 10 labels per class against 70.7% after 12 epochs; recipes/README.md).
+    pretrain: PretrainConfig = dataclasses.field(default_factory=lambda: PretrainConfig(budget_minutes=10))
+    # Random shifts while fine-tuning: 73.2% against 72.8% validation accuracy on that encoder.
+    evaluation: EvaluationConfig = dataclasses.field(default_factory=lambda: EvaluationConfig(augment=True))
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     output_dir: str | None = None  # default runs/NAME
     seed: int = 0

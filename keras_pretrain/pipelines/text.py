@@ -21,6 +21,7 @@ from keras_pretrain.config import check
 from keras_pretrain.data.labelled_text import labelled_text_source
 from keras_pretrain.data.splits import split_labelled
 from keras_pretrain.data.text import (
+    MIN_SEQUENCE_LENGTH,
     TextCorpus,
     bucketed_dataset,
     packed_dataset,
@@ -103,6 +104,11 @@ class BertConfig:
     pretrain_dropout: float = 0.0
     finetune_dropout: float = 0.1
 
+    def __post_init__(self):
+        check(self.sequence_length >= MIN_SEQUENCE_LENGTH,
+              f"backbone.sequence_length {self.sequence_length} is too small: [CLS], [SEP] and the text need at least "
+              f"{MIN_SEQUENCE_LENGTH}; set backbone.sequence_length={MIN_SEQUENCE_LENGTH} or more.")
+
 
 @dataclasses.dataclass
 class MlmConfig:
@@ -123,7 +129,9 @@ class TextPipelineConfig:
     objective: str = "mlm"  # the one text objective today
     mlm: MlmConfig = dataclasses.field(default_factory=MlmConfig)
     pretrain: PretrainConfig = dataclasses.field(
-        default_factory=lambda: PretrainConfig(steps=3000, batch_size=64, learning_rate=2e-3, weight_decay=0.01, beta_2=0.999)
+        # Ten minutes of updates, whatever the data size (about 3.5 passes over the WordNet glosses on 2 cores).
+        default_factory=lambda: PretrainConfig(budget_minutes=10, batch_size=64, learning_rate=2e-3, weight_decay=0.01,
+                                               beta_2=0.999)
     )
     evaluation: EvaluationConfig = dataclasses.field(default_factory=lambda: text_evaluation())
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)

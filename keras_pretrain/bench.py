@@ -1,0 +1,379 @@
+"""`keras-pretrain bench`: training throughput of the objectives on every backend, side by side in one run.
+
+Each measurement runs in a fresh process (a Keras backend is fixed at
+import; frameworks do not share the cores between measurements): the
+package's `MaskedLanguageModel` and `MaskedAutoencoder`, keras-hub's
+`BertMaskedLM` at the same configuration on the same backend, Hugging Face's
+`BertForMaskedLM` and `ViTMAEForPreTraining` when `transformers` is installed,
+and a float32 matrix product for the peak MFU is measured against. Every row
+reports samples/s (tokens/s for text), the median step time after warm-up,
+MFU, and the process's peak resident memory.
+
+Example:
+>>> rows = run_bench(backends=["jax"], objectives=["mlm"], steps=20)
+>>> print(format_table(rows))
+"""
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+MLM = dict(vocabulary_size=8192, hidden_dim=256, num_layers=4, num_heads=4, intermediate_dim=1024,
+           sequence_length=128, batch_size=16, mask_rate=0.15)
+MAE = dict(image_size=32, channels=3, patch_size=4, hidden_dim=192, depth=6, num_heads=3, mlp_ratio=4,
+           decoder_dim=128, decoder_depth=2, decoder_heads=4, mask_ratio=0.75, batch_size=64)
+
+
+def timed_steps(step, steps, warmup):
+    """Median seconds of one call of `step()` after `warmup` calls (each call must block until done)."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def keras_fit_step(model, batch):
+    """A function running one training step of a compiled Keras model on a fixed batch, and waiting for it."""
+    import numpy as np
+
+    x, y = batch if isinstance(batch, tuple) else (batch, None)
+
+    def step():
+        logs = model.train_on_batch(x, y, return_dict=True)
+        float(np.asarray(logs["loss"]))  # blocks until the step is done (JAX dispatches asynchronously)
+
+    return step
+
+
+def mlm_batch(config, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    token_ids = rng.integers(5, config["vocabulary_size"], (config["batch_size"], config["sequence_length"]))
+    return {"token_ids": token_ids.astype("int32"), "padding_mask": np.ones_like(token_ids, "int32")}
+
+
+def bench_keras_pretrain_mlm(config, steps, warmup):
+    import keras
+    import keras_hub
+
+    from keras_pretrain.objectives import MaskedLanguageModel
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=config["vocabulary_size"], num_layers=config["num_layers"], num_heads=config["num_heads"],
+        hidden_dim=config["hidden_dim"], intermediate_dim=config["intermediate_dim"],
+        max_sequence_length=config["sequence_length"], dropout=0.0,
+    )
+    model = MaskedLanguageModel(backbone, special_token_ids=[0, 1, 2, 3], mask_token_id=4, mask_rate=config["mask_rate"],
+                                seed=0)
+    length = config["sequence_length"]
+    model.build({"token_ids": (None, length), "padding_mask": (None, length)})
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    seconds = timed_steps(keras_fit_step(model, mlm_batch(config)), steps, warmup)
+    tokens = config["batch_size"] * length
+    return seconds, tokens, model.flops_per_sample(length) * config["batch_size"]
+
+
+def bench_keras_hub_mlm(config, steps, warmup):
+    import keras
+    import keras_hub
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=config["vocabulary_size"], num_layers=config["num_layers"], num_heads=config["num_heads"],
+        hidden_dim=config["hidden_dim"], intermediate_dim=config["intermediate_dim"],
+        max_sequence_length=config["sequence_length"], dropout=0.0,
+    )
+    model = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  weighted_metrics=[])
+    batch = mlm_batch(config)
+    rng = np.random.default_rng(1)
+    slots = int(np.ceil(config["sequence_length"] * config["mask_rate"]))
+    positions = np.sort(np.stack([rng.choice(config["sequence_length"], slots, replace=False)
+                                  for _ in range(config["batch_size"])]), axis=1).astype("int32")
+    x = {**batch, "segment_ids": np.zeros_like(batch["token_ids"]), "mask_positions": positions}
+    y = np.take_along_axis(batch["token_ids"], positions, axis=1)
+    seconds = timed_steps(keras_fit_step(model, (x, y)), steps, warmup)
+    return seconds, config["batch_size"] * config["sequence_length"], None
+
+
+def bench_keras_pretrain_mae(config, steps, warmup):
+    import keras
+    import numpy as np
+
+    from keras_pretrain.models import ViTEncoder
+    from keras_pretrain.objectives import MaskedAutoencoder
+
+    keras.utils.set_random_seed(0)
+    encoder = ViTEncoder(image_size=config["image_size"], channels=config["channels"], patch_size=config["patch_size"],
+                         hidden_dim=config["hidden_dim"], depth=config["depth"], num_heads=config["num_heads"],
+                         mlp_ratio=config["mlp_ratio"])
+    model = MaskedAutoencoder(encoder, decoder_dim=config["decoder_dim"], decoder_depth=config["decoder_depth"],
+                              decoder_heads=config["decoder_heads"], mask_ratio=config["mask_ratio"],
+                              norm_pix_loss=True, seed=0)
+    size = config["image_size"]
+    model.build((None, size, size, config["channels"]))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    images = np.random.default_rng(0).integers(0, 256, (config["batch_size"], size, size, config["channels"]), dtype="uint8")
+    seconds = timed_steps(keras_fit_step(model, images), steps, warmup)
+    return seconds, config["batch_size"], model.flops_per_sample() * config["batch_size"]
+
+
+def bench_transformers_mlm(config, steps, warmup):
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(
+        vocab_size=config["vocabulary_size"], hidden_size=config["hidden_dim"], num_hidden_layers=config["num_layers"],
+        num_attention_heads=config["num_heads"], intermediate_size=config["intermediate_dim"],
+        max_position_embeddings=config["sequence_length"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    ))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = mlm_batch(config)
+    input_ids = torch.tensor(batch["token_ids"], dtype=torch.long)
+    labels = input_ids.clone()
+    labels[torch.rand(labels.shape, generator=torch.Generator().manual_seed(0)) >= config["mask_rate"]] = -100
+
+    def step():
+        optimizer.zero_grad()
+        model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=labels).loss.backward()
+        optimizer.step()
+
+    return timed_steps(step, steps, warmup), config["batch_size"] * config["sequence_length"], None
+
+
+def bench_transformers_mae(config, steps, warmup):
+    import torch
+    from transformers import ViTMAEConfig, ViTMAEForPreTraining
+
+    torch.manual_seed(0)
+    model = ViTMAEForPreTraining(ViTMAEConfig(
+        image_size=config["image_size"], patch_size=config["patch_size"], num_channels=config["channels"],
+        hidden_size=config["hidden_dim"], num_hidden_layers=config["depth"], num_attention_heads=config["num_heads"],
+        intermediate_size=config["hidden_dim"] * config["mlp_ratio"], decoder_hidden_size=config["decoder_dim"],
+        decoder_num_hidden_layers=config["decoder_depth"], decoder_num_attention_heads=config["decoder_heads"],
+        decoder_intermediate_size=config["decoder_dim"] * 4, mask_ratio=config["mask_ratio"], norm_pix_loss=True,
+    ))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    pixels = torch.rand(config["batch_size"], config["channels"], config["image_size"], config["image_size"])
+
+    def step():
+        optimizer.zero_grad()
+        model(pixel_values=pixels).loss.backward()
+        optimizer.step()
+
+    return timed_steps(step, steps, warmup), config["batch_size"], None
+
+
+def fit_seconds_per_step(model, dataset, steps, warmup):
+    """Seconds per training step of `model.fit` on `dataset` (repeated), after `warmup` steps."""
+    data = dataset.repeat()
+    model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
+    return (time.perf_counter() - start) / steps
+
+
+def tokens_in(dataset, steps):
+    """Non-padding tokens in the first `steps` batches of `dataset`."""
+    return sum(int(batch["padding_mask"].sum()) for batch in dataset.take(steps).as_numpy_iterator())
+
+
+def bench_wordnet(padded):
+    """Non-padding tokens/s of the WordNet recipe's model on its pipeline: length buckets, or every batch padded to 64."""
+
+    def run(config, steps, warmup):
+        from keras_pretrain.pipelines import load_recipe, pipeline_for
+
+        # 20,000 glosses are plenty for timing and keep tokenizing short.
+        pipeline = pipeline_for(load_recipe("bert_wordnet", ["data.max_pretrain_documents=20000"]), verbose=0)
+        data = pipeline.load_data()
+        tokenizer = data.pretraining.tokenizer
+        length = pipeline.config.backbone.sequence_length
+        dataset, _, _ = pipeline.sequences(data.pretraining.corpus(), tokenizer, pipeline.config.pretrain.batch_size,
+                                           [length] if padded else None)
+        model = pipeline.pretrain_model(tokenizer, 1000)
+        # JAX compiles once per batch shape: enough warm-up steps to meet every bucket width first.
+        seconds = fit_seconds_per_step(model, dataset, steps, warmup + 30)
+        tokens = tokens_in(dataset.repeat(), steps) / steps
+        return seconds, tokens, None
+
+    return run
+
+
+def bench_input_overhead(objective, in_memory):
+    """A recipe's model on its real input pipeline, or on the same batches held in memory (no input work)."""
+
+    def run(config, steps, warmup):
+        from keras_pretrain.pipelines import load_recipe, pipeline_for
+
+        if objective == "mae":
+            pipeline = pipeline_for(load_recipe("mae_fashion_mnist"), verbose=0)
+            data = pipeline.load_data()
+            dataset, _ = pipeline.pretraining_dataset(data.pretraining)
+            model = pipeline.pretrain_model(data.pretraining.image_shape, 1000)
+            samples = pipeline.config.pretrain.batch_size
+        else:
+            pipeline = pipeline_for(load_recipe("bert_wordnet", ["data.max_pretrain_documents=20000"]), verbose=0)
+            data = pipeline.load_data()
+            dataset, _, tokens = pipeline.sequences(data.pretraining.corpus(), data.pretraining.tokenizer,
+                                                    pipeline.config.pretrain.batch_size)
+            model = pipeline.pretrain_model(data.pretraining.tokenizer, 1000)
+            samples = tokens_in(dataset, steps + warmup) / (steps + warmup)
+        if in_memory:
+            dataset = dataset.take(steps + warmup).cache()
+            for _ in dataset:  # fill the cache: the timed passes read memory only
+                pass
+        return fit_seconds_per_step(model, dataset, steps, warmup + 30), samples, None
+
+    return run
+
+
+BENCHES = {
+    ("mlm", "wordnet buckets"): bench_wordnet(padded=False),
+    ("mlm", "wordnet padded"): bench_wordnet(padded=True),
+    ("mae", "pipeline input"): bench_input_overhead("mae", in_memory=False),
+    ("mae", "in-memory input"): bench_input_overhead("mae", in_memory=True),
+    ("mlm", "pipeline input"): bench_input_overhead("mlm", in_memory=False),
+    ("mlm", "in-memory input"): bench_input_overhead("mlm", in_memory=True),
+    ("mlm", "keras-pretrain"): bench_keras_pretrain_mlm,
+    ("mlm", "keras-hub"): bench_keras_hub_mlm,
+    ("mlm", "transformers"): bench_transformers_mlm,
+    ("mae", "keras-pretrain"): bench_keras_pretrain_mae,
+    ("mae", "transformers"): bench_transformers_mae,
+}
+
+
+def child(spec):
+    """One measurement, in this process: prints a JSON row."""
+    objective, implementation = spec["objective"], spec["implementation"]
+    if spec.get("dtype_policy", "float32") != "float32":
+        import keras
+
+        keras.config.set_dtype_policy(spec["dtype_policy"])
+    config = MLM if objective == "mlm" else MAE
+    config = {**config, **spec.get("sizes", {})}
+    if implementation == "matmul":
+        from keras_pretrain.throughput import matmul_peak_flops
+
+        row = {"peak_flops": matmul_peak_flops()}
+    else:
+        seconds, samples, flops = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
+        row = {"step_seconds": seconds, "samples_per_second": samples / seconds, "flops_per_step": flops}
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("BENCH " + json.dumps({**{k: spec[k] for k in ("objective", "implementation", "backend")}, **row}), flush=True)
+
+
+def run_child(spec, timeout=900):
+    env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "keras_pretrain.bench", "--child", json.dumps(spec)],
+                            capture_output=True, text=True, env=env, timeout=timeout)
+    for line in result.stdout.splitlines():
+        if line.startswith("BENCH "):
+            return json.loads(line[len("BENCH "):])
+    raise RuntimeError(f"{spec['implementation']} {spec['objective']} on {spec['backend']} failed: "
+                       f"{(result.stderr.strip().splitlines() or ['no output'])[-1]}")
+
+
+def transformers_available():
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("transformers") is not None
+    except ImportError:
+        return False
+
+
+def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae"), steps=20, warmup=5, sizes=None,
+              real_data=True, dtype_policy="float32", log=print):
+    """Measure every implementation on every backend, one process each; return the rows (see the module docstring)."""
+    rows, peaks = [], {}
+    for backend in backends:
+        peaks[backend] = run_child({"objective": "mlm", "implementation": "matmul", "backend": backend})["peak_flops"]
+        log(f"{backend}: float32 matmul peak {peaks[backend] / 1e9:.0f} GFLOP/s")
+    plan = [(objective, "keras-pretrain", backend) for objective in objectives for backend in backends]
+    plan += [("mlm", "keras-hub", backend) for backend in backends if "mlm" in objectives]
+    if transformers_available():
+        plan += [(objective, "transformers", "torch") for objective in objectives]
+    if real_data:
+        # The recipes' own models on their own data, on the first backend.
+        plan += [("mlm", "wordnet buckets", backends[0]), ("mlm", "wordnet padded", backends[0])]
+        plan += [(objective, kind, backends[0]) for objective in objectives
+                 for kind in ("pipeline input", "in-memory input")]
+    for objective, implementation, backend in plan:
+        spec = {"objective": objective, "implementation": implementation, "backend": backend, "steps": steps,
+                "warmup": warmup, "sizes": (sizes or {}).get(objective, {}), "dtype_policy": dtype_policy}
+        try:
+            row = run_child(spec)
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            log(f"  skipped: {error}")
+            continue
+        peak = peaks.get(backend) or max(peaks.values())
+        flops = row.pop("flops_per_step") or (_same_model_flops(rows, objective, row)
+                                              if implementation in ("keras-hub", "transformers") else None)
+        row["mfu"] = flops / row["step_seconds"] / peak if flops else None
+        row["flops_per_step"] = flops
+        rows.append(row)
+        log(f"  {implementation} {objective} on {backend}: {row['samples_per_second']:,.0f} "
+            f"{'tokens' if objective == 'mlm' else 'images'}/s")
+    return rows
+
+
+def _same_model_flops(rows, objective, row):
+    """Other implementations train the same model: they get the package's FLOP count for it."""
+    for other in rows:
+        if other["objective"] == objective and other["implementation"] == "keras-pretrain" and other["flops_per_step"]:
+            return other["flops_per_step"]
+    return None
+
+
+def format_table(rows):
+    """The rows as an aligned text table, with each row's speed as a ratio to keras-hub's and Hugging Face's,
+    then the real-data figures: length buckets against padding, and each pipeline's input overhead."""
+    reference = {(r["objective"], r["implementation"], r["backend"]): r["samples_per_second"] for r in rows}
+    lines = [f"{'objective':<9} {'implementation':<15} {'backend':<11} {'samples/s':>10} {'step ms':>8} {'MFU':>6} "
+             f"{'peak MB':>8} {'vs keras-hub':>13} {'vs HF':>6}"]
+    models = [r for r in rows if r["implementation"] in ("keras-pretrain", "keras-hub", "transformers")]
+    for r in models:
+        hub = reference.get((r["objective"], "keras-hub", r["backend"]))
+        hf = reference.get((r["objective"], "transformers", "torch"))
+        ratio = lambda other: f"{r['samples_per_second'] / other:.2f}x" if other else "-"  # noqa: E731
+        mfu = f"{100 * r['mfu']:.0f}%" if r.get("mfu") else "-"
+        lines.append(f"{r['objective']:<9} {r['implementation']:<15} {r['backend']:<11} {r['samples_per_second']:>10,.0f} "
+                     f"{1000 * r['step_seconds']:>8.1f} {mfu:>6} {r['peak_rss_mb']:>8,.0f} {ratio(hub):>13} {ratio(hf):>6}")
+    rate = {(r["objective"], r["implementation"]): r["samples_per_second"] for r in rows}
+    if ("mlm", "wordnet buckets") in rate and ("mlm", "wordnet padded") in rate:
+        buckets, padded = rate["mlm", "wordnet buckets"], rate["mlm", "wordnet padded"]
+        lines.append(f"WordNet, non-padding tokens/s: length buckets {buckets:,.0f}, padded to 64 {padded:,.0f} "
+                     f"({buckets / padded:.2f}x)")
+    for objective in ("mlm", "mae"):
+        if (objective, "pipeline input") in rate and (objective, "in-memory input") in rate:
+            real, memory = rate[objective, "pipeline input"], rate[objective, "in-memory input"]
+            lines.append(f"{'WordNet' if objective == 'mlm' else 'Fashion-MNIST'} pipeline input overhead: "
+                         f"{real:,.0f} against {memory:,.0f} {'tokens' if objective == 'mlm' else 'images'}/s "
+                         f"from memory ({100 * (memory / real - 1):+.1f}%)")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Measure training throughput (see keras-pretrain bench --help).")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    child(json.loads(args.child))
+
+
+if __name__ == "__main__":
+    main()
