@@ -1,6 +1,5 @@
 """Checkpoint and resume: exact on every backend, atomic, refusing what does not belong to the run."""
 
-import json
 
 import keras
 import numpy as np
