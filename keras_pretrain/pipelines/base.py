@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_pretrain.checkpoints import Checkpoint, ClassifierStore, Diverged, Interrupted, RunRecord
 from keras_pretrain.config import check, override, to_dict
@@ -84,6 +85,31 @@ class PipelineData:
     splits: object  # keras_pretrain.evaluation.FewLabelSplits
     pretraining: object  # the modality's own: image sources and indices, or a text corpus
     description: dict  # for results.json: sources, sizes, which split was carved out
+
+
+class StepEnds(keras.callbacks.Callback):
+    """Records when each training step ends (`time.perf_counter()`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        if logs and "loss" in logs:
+            float(np.asarray(logs["loss"]))  # wait for the step (JAX dispatches asynchronously)
+        self.times.append(time.perf_counter())
+
+
+def steady_steps_per_second(step_seconds):
+    """Steps per second from step times, leaving out the steps that compiled (over 3x the median).
+
+    Example:
+    >>> steady_steps_per_second([0.1, 0.1, 2.5, 0.1])  # the third step compiled a new batch shape
+    10.0
+    """
+    step_seconds = np.asarray(step_seconds, dtype=float)
+    steady = step_seconds[step_seconds <= 3 * np.median(step_seconds)]
+    return float(1 / steady.mean())
 
 
 def check_writable(directory):
@@ -245,15 +271,20 @@ class Pipeline:
         steps_per_epoch = min(steps_per_pass, total)
         return max(1, round(total / steps_per_epoch)), steps_per_epoch, why
 
-    def steps_per_second(self, new_model, dataset, warmup=3, timed=10):
-        """Training steps per second of a model on `dataset`, after `warmup` steps (compilation)."""
+    def steps_per_second(self, new_model, dataset, warmup=3, timed=40):
+        """Training steps per second of a model on `dataset`, after `warmup` steps (compilation).
+
+        Steps that compile (JAX and TensorFlow compile once per batch shape, and
+        length buckets bring new shapes at random) would make the budget far too
+        short: the rate comes from `steady_steps_per_second` on each step's time.
+        """
+        ends = StepEnds()
         with self.distribution.scope():
             model = new_model(1000)
             data = self.distribution.distribute(dataset.repeat())
             model.fit(**data, steps_per_epoch=warmup, epochs=1, shuffle=False, verbose=0)
-            start = time.time()
-            model.fit(**data, steps_per_epoch=timed, epochs=1, shuffle=False, verbose=0)
-        return self.distribution.agree_min(timed * 1000 / (time.time() - start)) / 1000
+            model.fit(**data, steps_per_epoch=timed, epochs=1, shuffle=False, verbose=0, callbacks=[ends])
+        return self.distribution.agree_min(steady_steps_per_second(np.diff(ends.times)) * 1000) / 1000
 
     def resume_point(self):
         """What an earlier run with this output left (a line for the log), or None; refuses another configuration's."""

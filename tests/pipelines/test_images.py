@@ -8,6 +8,7 @@ from keras_pretrain.pipelines import (
     ImagePipelineConfig,
     PretrainConfig,
 )
+from keras_pretrain.pipelines.base import steady_steps_per_second
 from tests.conftest import write_image_folder
 
 
@@ -106,3 +107,9 @@ def test_a_time_budget_is_measured_on_the_model_itself(tmp_path, folders):
     rate = float(why.split(" at ")[1].split(" steps/s")[0])
     assert rate > 0 and why.endswith("(pretrain.budget_minutes)") and built == [1000]
     assert abs(epochs * steps - 3 * rate) <= steps_per_pass + 1  # 3 seconds' worth of steps
+
+
+def test_steps_that_compile_do_not_shorten_a_time_budget():
+    # Length buckets (or any new batch shape) compile at random steps: those are left out of the rate.
+    assert steady_steps_per_second([0.1, 0.1, 2.5, 0.1, 0.1, 1.9]) == pytest.approx(10.0)
+    assert steady_steps_per_second([0.2, 0.25, 0.2, 0.25]) == pytest.approx(1 / 0.225)
