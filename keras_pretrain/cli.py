@@ -52,10 +52,10 @@ def build_parser():
     run_options.add_argument("--labels-per-class", type=int, metavar="K",
                              help="Labelled examples per class for fine-tuning (evaluation.labels_per_class).")
     run_options.add_argument("--pretrain-epochs", type=int, metavar="N",
-                             help="Pre-training budget in passes over the data (pretrain.epochs; clears pretrain.steps).")
+                             help="Pre-training budget in passes over the data (pretrain.epochs; clears the steps and minutes).")
     run_options.add_argument("--budget-minutes", type=float, metavar="M",
                              help="Pre-training budget in minutes: the steps that fit, timed on a few steps first "
-                             "(pretrain.budget_minutes).")
+                             "(pretrain.budget_minutes; clears the steps and epochs).")
     run_options.add_argument("--objective", choices=("mae", "simmim", "latent", "mlm"),
                              help="The pre-training objective (objective): mae (default), simmim or latent for "
                              "images, mlm for text.")
@@ -68,7 +68,8 @@ def build_parser():
     run_options.add_argument("--restart", action="store_true",
                              help="Start over: drop the checkpoint and finished phases an earlier run left in the output.")
     run_options.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
-                             help="Override any config field, e.g. --set pretrain.epochs=3 (see `keras-pretrain show`).")
+                             help="Override any config field, e.g. --set pretrain.epochs=3 (see `keras-pretrain show`); a pre-training "
+                             "budget (pretrain.steps, epochs or budget_minutes) set here clears the other two.")
 
     commands.add_parser(
         "show", parents=[recipe_options], help="Print a recipe's whole config, with the flags applied.",
@@ -218,8 +219,8 @@ FLAG_KEYS = {
 
 def recipe_config(args):
     """The recipe's config with `--quick`, the shorthand flags, then every `--set`, applied in that order."""
-    from keras_pretrain.config import ConfigError, UnknownKeyError, override
-    from keras_pretrain.pipelines import load_recipe
+    from keras_pretrain.config import ConfigError, UnknownKeyError
+    from keras_pretrain.pipelines import apply_overrides, load_recipe
 
     config = load_recipe(args.recipe, quick=args.quick)
     for flag, key in FLAG_KEYS.items():
@@ -227,13 +228,11 @@ def recipe_config(args):
         if value is None:
             continue
         try:
-            config = override(config, {key: value})
+            config = apply_overrides(config, {key: value})
         except UnknownKeyError:
             option = "--" + flag.replace("_", "-")
             raise ConfigError(f"{option} does not apply to {args.recipe} ({type(config).__name__} has no {key}).") from None
-    if args.pretrain_epochs is not None:  # epochs only count when no step budget comes first
-        config = override(config, {"pretrain.steps": None, "pretrain.budget_minutes": None})
-    return override(config, args.overrides)
+    return apply_overrides(config, args.overrides)
 
 
 def show_recipe(args):

@@ -58,6 +58,18 @@ def test_show_prints_the_whole_config_with_flags_and_sets_applied(capsys):
                           "seed", "smoke_run", "quick"}
 
 
+@pytest.mark.parametrize("arguments, budget", [
+    (["mae_images", "--set", "pretrain.steps=300"], (None, 300, None)),  # the recipe's 10 minutes give way
+    (["mae_fashion_mnist", "--budget-minutes", "5"], (5.0, None, None)),  # and so do its 40 epochs
+    (["mae_images", "--pretrain-epochs", "3"], (None, None, 3)),
+    (["mae_images"], (10, None, None)),
+])
+def test_the_budget_a_user_names_is_the_one_that_counts(capsys, arguments, budget):
+    assert cli.main(["show", *arguments]) == 0
+    pretrain = json.loads(capsys.readouterr().out)["pretrain"]
+    assert (pretrain["budget_minutes"], pretrain["steps"], pretrain["epochs"]) == budget
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["run", "no_such_recipe"], "Unknown recipe 'no_such_recipe'. Available: bert_imdb, bert_text"),
     (["show", "mae_images", "--set", "pretrain.epoch=3"], "Unknown config key 'pretrain.epoch'.*Did you mean 'pretrain.epochs'"),

@@ -16,11 +16,11 @@ import importlib.util
 import pkgutil
 from pathlib import Path
 
-from keras_pretrain.config import override
 from keras_pretrain.pipelines.base import (
     ExportConfig,
     Pipeline,
     PretrainConfig,
+    apply_overrides,
     apply_quick,
 )
 from keras_pretrain.pipelines.images import (
@@ -45,7 +45,7 @@ PIPELINES = {ImagePipelineConfig: ImagePipeline, TextPipelineConfig: TextPipelin
 __all__ = [
     "BertConfig", "ExportConfig", "ImageDataConfig", "ImagePipeline", "ImagePipelineConfig", "LatentConfig", "MaeConfig",
     "MlmConfig", "Pipeline", "PretrainConfig", "SimMimConfig", "TextDataConfig", "TextPipeline", "TextPipelineConfig",
-    "TokenizerConfig", "ViTConfig", "apply_quick", "text_evaluation", "load_recipe", "pipeline_for", "recipe_descriptions", "run",
+    "TokenizerConfig", "ViTConfig", "apply_overrides", "apply_quick", "text_evaluation", "load_recipe", "pipeline_for", "recipe_descriptions", "run",
 ]
 
 
@@ -98,7 +98,7 @@ def load_recipe(name_or_path, overrides=(), quick=False):
     config = configs[0]
     if quick:
         config = apply_quick(config)
-    return override(config, overrides)
+    return apply_overrides(config, overrides)
 
 
 def pipeline_for(config, distribution=None, verbose=1, callbacks=(), restart=False):

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from keras_pretrain.checkpoints import Checkpoint, ClassifierStore, Diverged, Interrupted, RunRecord
-from keras_pretrain.config import check, override, to_dict
+from keras_pretrain.config import check, override, parse_assignment, to_dict
 from keras_pretrain.evaluation import FewLabelEvaluation
 
 
@@ -110,6 +110,24 @@ def steady_steps_per_second(step_seconds):
     step_seconds = np.asarray(step_seconds, dtype=float)
     steady = step_seconds[step_seconds <= 3 * np.median(step_seconds)]
     return float(1 / steady.mean())
+
+
+BUDGET_KEYS = ("pretrain.budget_minutes", "pretrain.steps", "pretrain.epochs")
+
+
+def apply_overrides(config, assignments):
+    """`override`, except that setting one pre-training budget (minutes, steps or epochs) clears the other two.
+
+    The budget a user names is the one that counts, whatever the recipe set.
+
+    Example:
+    >>> apply_overrides(load_recipe("mae_images"), ["pretrain.steps=300"]).pretrain.budget_minutes is None
+    True
+    """
+    keys = [key for key, _ in (assignments.items() if isinstance(assignments, dict) else map(parse_assignment, assignments))]
+    config = override(config, assignments)
+    named = [key for key in BUDGET_KEYS if key in keys]
+    return override(config, {key: None for key in BUDGET_KEYS if key not in named}) if named else config
 
 
 def check_writable(directory):
