@@ -73,8 +73,10 @@ def main():
     parser.add_argument("--kills", type=int, default=3)
     parser.add_argument("--interval-seconds", type=float, default=0.5,
                         help="Kill up to this long after the checkpoint (about one checkpoint interval).")
-    parser.add_argument("extra", nargs="*", help="Arguments for `keras-pretrain run` (after --).")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.extra = argv[split + 1:]  # for `keras-pretrain run`
     os.environ["KERAS_BACKEND"] = args.backend
     random.seed(0)
     root = Path(tempfile.mkdtemp(prefix="kill_and_resume_"))
