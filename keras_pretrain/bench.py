@@ -62,18 +62,25 @@ def mlm_batch(config, seed=0):
     return {"token_ids": token_ids.astype("int32"), "padding_mask": np.ones_like(token_ids, "int32")}
 
 
-def bench_keras_pretrain_mlm(config, steps, warmup):
+def bert_backbone(config):
+    """The keras-hub `BertBackbone` both Keras MLM measurements train, seeded alike."""
     import keras
     import keras_hub
 
-    from keras_pretrain.objectives import MaskedLanguageModel
-
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
+    return keras_hub.models.BertBackbone(
         vocabulary_size=config["vocabulary_size"], num_layers=config["num_layers"], num_heads=config["num_heads"],
         hidden_dim=config["hidden_dim"], intermediate_dim=config["intermediate_dim"],
         max_sequence_length=config["sequence_length"], dropout=0.0,
     )
+
+
+def bench_keras_pretrain_mlm(config, steps, warmup):
+    import keras
+
+    from keras_pretrain.objectives import MaskedLanguageModel
+
+    backbone = bert_backbone(config)
     model = MaskedLanguageModel(backbone, special_token_ids=[0, 1, 2, 3], mask_token_id=4, mask_rate=config["mask_rate"],
                                 seed=0)
     length = config["sequence_length"]
@@ -89,12 +96,7 @@ def bench_keras_hub_mlm(config, steps, warmup):
     import keras_hub
     import numpy as np
 
-    keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=config["vocabulary_size"], num_layers=config["num_layers"], num_heads=config["num_heads"],
-        hidden_dim=config["hidden_dim"], intermediate_dim=config["intermediate_dim"],
-        max_sequence_length=config["sequence_length"], dropout=0.0,
-    )
+    backbone = bert_backbone(config)
     model = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   weighted_metrics=[])
