@@ -12,8 +12,8 @@ from keras_pretrain.pipelines.images import MaeConfig, ViTConfig
 from tests.conftest import write_image_folder
 
 
-class StopAt(keras.callbacks.Callback):
-    """Raises inside `fit` after `step` steps, as a crash or a kill would stop it (Keras's own tests do the same)."""
+class AtStep(keras.callbacks.Callback):
+    """Calls `act()` once, after `step` training steps."""
 
     def __init__(self, step):
         super().__init__()
@@ -22,7 +22,14 @@ class StopAt(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.seen += 1
         if self.seen == self.step:
-            raise KeyboardInterrupt(f"stopped at step {self.step}")
+            self.act()
+
+
+class StopAt(AtStep):
+    """Raises inside `fit` after `step` steps, as a crash or a kill would stop it (Keras's own tests do the same)."""
+
+    def act(self):
+        raise KeyboardInterrupt(f"stopped at step {self.step}")
 
 
 def tiny_config(tmp_path, folder, name, **pretrain):
@@ -116,20 +123,14 @@ def test_finished_phases_are_recorded_for_the_same_configuration_only(tmp_path):
         record.get("pretraining")
 
 
-class PoisonAt(keras.callbacks.Callback):
+class PoisonAt(AtStep):
     """Turns the weights into NaN after `step` steps: the next loss is NaN."""
 
-    def __init__(self, step):
-        super().__init__()
-        self.step, self.seen = step, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.step:
-            if hasattr(self.model, "jax_state_sync"):
-                self.model.jax_state_sync()  # JAX trains on copies: sync, so the next step reads the poisoned values
-            for variable in self.model.trainable_variables:
-                variable.assign(variable * np.nan)
+    def act(self):
+        if hasattr(self.model, "jax_state_sync"):
+            self.model.jax_state_sync()  # JAX trains on copies: sync, so the next step reads the poisoned values
+        for variable in self.model.trainable_variables:
+            variable.assign(variable * np.nan)
 
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, folder):

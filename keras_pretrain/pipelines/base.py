@@ -131,10 +131,12 @@ def apply_overrides(config, assignments):
 
 
 def check_writable(directory):
-    """Refuse, before any work, an output directory that could not be created or written to."""
+    """Refuse, before any work, an output directory that is a file or could not be created or written to."""
     existing = Path(directory).absolute()
     while not existing.exists():
         existing = existing.parent
+    if existing == Path(directory).absolute() and not existing.is_dir():
+        raise ValueError(f"The output directory {directory} is a file: pass another --output.")
     if not existing.is_dir():
         raise ValueError(f"The output directory {directory} cannot be made: {existing} is a file. Pass another --output.")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -181,8 +183,6 @@ class Pipeline:
         self.verbose = verbose if distribution.is_chief else 0
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output_dir or Path("runs") / config.name)
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise ValueError(f"The output directory {self.output_dir} is a file: pass another --output.")
         check_writable(self.output_dir)
         # What makes a rerun the same run: everything but where results go and how they are evaluated.
         trained = {k: v for k, v in to_dict(config).items() if k not in ("output_dir", "export", "evaluation", "quick")}
