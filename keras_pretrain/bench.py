@@ -181,12 +181,17 @@ def bench_transformers_mae(config, steps, warmup):
 
 
 def fit_seconds_per_step(model, dataset, steps, warmup):
-    """Seconds per training step of `model.fit` on `dataset` (repeated), after `warmup` steps."""
-    data = dataset.repeat()
-    model.fit(data, steps_per_epoch=warmup, epochs=1, verbose=0)
-    start = time.perf_counter()
-    model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0)
-    return (time.perf_counter() - start) / steps
+    """Mean seconds of the last `steps` steps of one `model.fit` of `warmup + steps` steps on `dataset` (repeated).
+
+    One `fit`: the timed steps continue the warm-up's pass over `dataset`
+    (a second `fit` would start a new pass, with a new shuffle), so two
+    processes building the same seeded data time the same batches.
+    """
+    from keras_pretrain.pipelines.base import StepEnds
+
+    ends = StepEnds()
+    model.fit(dataset.repeat(), steps_per_epoch=warmup + steps, epochs=1, verbose=0, callbacks=[ends])
+    return (ends.times[-1] - ends.times[warmup - 1]) / steps
 
 
 def tokens_in(dataset, steps):
@@ -217,10 +222,16 @@ def bench_wordnet(padded):
 
 
 def bench_input_overhead(objective, in_memory):
-    """A recipe's model on its real input pipeline, or on the same batches held in memory (no input work)."""
+    """A recipe's model on its real input pipeline, or on the same batches held in memory (no input work).
+
+    Both measurements make the same passes over the same seeded data, so
+    their timed steps train on identical batches.
+    """
 
     def run(config, steps, warmup):
         from keras_pretrain.pipelines import load_recipe, pipeline_for
+
+        warmup += 30  # JAX compiles once per batch shape: meet the bucket widths first
 
         if objective == "mae":
             pipeline = pipeline_for(load_recipe("mae_fashion_mnist"), verbose=0)
@@ -234,12 +245,12 @@ def bench_input_overhead(objective, in_memory):
             dataset, _, tokens = pipeline.sequences(data.pretraining.corpus(), data.pretraining.tokenizer,
                                                     pipeline.config.pretrain.batch_size)
             model = pipeline.pretrain_model(data.pretraining.tokenizer, 1000)
-            samples = tokens_in(dataset, steps + warmup) / (steps + warmup)
+            samples = tokens_in(dataset.skip(warmup), steps) / steps
         if in_memory:
-            dataset = dataset.take(steps + warmup).cache()
-            for _ in dataset:  # fill the cache: the timed passes read memory only
+            dataset = dataset.take(warmup + steps).cache()
+            for _ in dataset:  # fill the cache: the timed pass reads memory only
                 pass
-        return fit_seconds_per_step(model, dataset, steps, warmup + 30), samples, None
+        return fit_seconds_per_step(model, dataset, steps, warmup), samples, None
 
     return run
 

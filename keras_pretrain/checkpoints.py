@@ -127,12 +127,15 @@ class Checkpoint:
             shutil.rmtree(directory, ignore_errors=True)
 
     def callback(self, every, step=0):
-        """A Keras callback that saves every `every` steps, at each epoch end, and on SIGTERM (then stops)."""
+        """A Keras callback that saves every `every` steps, when `fit` ends, and on SIGTERM (then stops)."""
         return CheckpointCallback(self, every, step)
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Saves a `Checkpoint` every `every` steps and at each epoch's end; on SIGTERM saves and stops `fit`.
+    """Saves a `Checkpoint` every `every` steps and when `fit` ends; on SIGTERM saves and stops `fit`.
+
+    Not at every epoch's end: with epochs of a few steps (a small data set)
+    that would write the model and optimizer state every few steps.
 
     `step` is the global step training starts from (a resumed run's). After
     `fit` returns, `interrupted` tells whether a signal stopped it.
@@ -143,6 +146,7 @@ class CheckpointCallback(keras.callbacks.Callback):
         self.checkpoint = checkpoint
         self.every = every
         self.step = step
+        self.saved_step = step
         self.interrupted = False
         self._previous_handler = None
 
@@ -152,19 +156,21 @@ class CheckpointCallback(keras.callbacks.Callback):
     def _on_sigterm(self, signum, frame):
         self.interrupted = True  # acted on at the end of the current step
 
+    def _save(self):
+        self.checkpoint.save(self.model, self.step)
+        self.saved_step = self.step
+
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
         if self.interrupted:
-            self.checkpoint.save(self.model, self.step)
+            self._save()
             self.model.stop_training = True
         elif self.step % self.every == 0:
-            self.checkpoint.save(self.model, self.step)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.interrupted and self.step % self.every:
-            self.checkpoint.save(self.model, self.step)
+            self._save()
 
     def on_train_end(self, logs=None):
+        if self.step != self.saved_step:
+            self._save()
         if self._previous_handler is not None:
             signal.signal(signal.SIGTERM, self._previous_handler)
 

@@ -1,5 +1,7 @@
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_pretrain import bench
 
@@ -40,6 +42,17 @@ def test_each_measurement_trains_and_times_steps(objective, implementation, conf
     assert (flops is None) == (implementation == "keras-hub")  # keras-hub's row borrows the package's count
     if flops is not None:
         assert flops > 0
+
+
+def test_fit_timing_is_one_fit_so_runs_with_the_same_seeds_time_the_same_batches():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    fits = []
+    fit = model.fit
+    model.fit = lambda *args, **kwargs: fits.append(kwargs["steps_per_epoch"]) or fit(*args, **kwargs)
+    dataset = tf.data.Dataset.from_tensor_slices((np.zeros((40, 3)), np.zeros((40, 2)))).shuffle(40, seed=0).batch(4)
+    assert bench.fit_seconds_per_step(model, dataset, steps=3, warmup=2) > 0
+    assert fits == [5]  # a second fit for the timed steps would start a new pass, with a new shuffle
 
 
 def test_child_process_reports_a_row_on_this_backend():

@@ -55,8 +55,8 @@ def folder(tmp_path):
 
 
 def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, folder):
-    # 20 pre-training images in batches of 8: epochs of 2 steps, 10 steps in all. Checkpoints every 3 steps
-    # and at epoch ends: stopped during step 4, the last one is step 3, in the middle of the second epoch.
+    # 20 pre-training images in batches of 8: epochs of 2 steps, 10 steps in all. Checkpoints every 3 steps:
+    # stopped during step 4, the last one is step 3, in the middle of the second epoch.
     uninterrupted, _ = pretrained_weights(ImagePipeline(tiny_config(tmp_path, folder, "straight"), verbose=0))
     stopped = ImagePipeline(tiny_config(tmp_path, folder, "resumed"), verbose=0, callbacks=[StopAt(4)])
     with pytest.raises(KeyboardInterrupt):
@@ -71,7 +71,7 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, folder):
 
 
 def test_another_configuration_or_a_damaged_checkpoint_is_refused(tmp_path, folder):
-    pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[StopAt(3)])
+    pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[StopAt(4)])
     with pytest.raises(KeyboardInterrupt):
         pretrained_weights(pipeline)
     other = ImagePipeline(tiny_config(tmp_path, folder, "run", learning_rate=1e-2), verbose=0)
@@ -80,12 +80,27 @@ def test_another_configuration_or_a_damaged_checkpoint_is_refused(tmp_path, fold
         other.resume_point()
     restarted = ImagePipeline(tiny_config(tmp_path, folder, "run", learning_rate=1e-2), verbose=0, restart=True)
     assert restarted.resume_point() is None and not restarted.checkpoint.exists()
-    pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[StopAt(3)])
+    pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[StopAt(4)])
     with pytest.raises(KeyboardInterrupt):
         pretrained_weights(pipeline)
     (pipeline.checkpoint.directory / "model.weights.h5").write_bytes(b"not a weights file")
     with pytest.raises(CheckpointError, match=r"model.weights.h5 cannot be read .*: pass --restart to start over"):
         pretrained_weights(ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0))
+
+
+def test_checkpoints_every_n_steps_and_at_the_end_not_at_each_short_epoch(tmp_path):
+    class Recording(Checkpoint):
+        steps = []
+
+        def save(self, model, step):
+            self.steps.append(step)
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    checkpoint = Recording(tmp_path / "checkpoint", {})
+    # 3 epochs of 3 steps with a checkpoint every 4 steps: at steps 4 and 8, then at the end (9).
+    model.fit(np.zeros((9, 3)), np.zeros((9, 2)), batch_size=3, epochs=3, verbose=0, callbacks=[checkpoint.callback(4)])
+    assert checkpoint.steps == [4, 8, 9]
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -135,8 +150,8 @@ class PoisonAt(AtStep):
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, folder):
     pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[PoisonAt(5)])
-    with pytest.raises(Diverged, match=r"became NaN or infinite at step 6; the last good checkpoint \(step 4\) is kept"):
+    with pytest.raises(Diverged, match=r"became NaN or infinite at step 6; the last good checkpoint \(step 3\) is kept"):
         pretrained_weights(pipeline)
     model = pipeline.pretrain_model((20, 20, 3), 9)
-    assert pipeline.checkpoint.restore(model) == 4
+    assert pipeline.checkpoint.restore(model) == 3
     assert all(np.isfinite(np.asarray(w)).all() for w in model.get_weights())

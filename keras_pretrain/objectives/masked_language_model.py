@@ -9,6 +9,7 @@ from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
 from keras_pretrain.models.text_backbone import sequence_output
+from keras_pretrain.objectives.masking import gather_tokens
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
@@ -309,8 +310,7 @@ class MaskedLanguageModel(keras.Model):
 
     def predict_tokens(self, hidden, positions):
         """Vocabulary logits `(batch, slots, vocab)` at `positions` of `hidden` `(batch, seq_len, width)`."""
-        index = ops.broadcast_to(positions[..., None], (*ops.shape(positions), ops.shape(hidden)[-1]))
-        x = self.head_norm(self.head_dense(ops.take_along_axis(hidden, index, axis=1)))
+        x = self.head_norm(self.head_dense(gather_tokens(hidden, positions)))
         if self.tie_weights:
             kernel = ops.transpose(self.backbone.token_embedding.embeddings)
         else:

@@ -58,5 +58,6 @@ def num_masked(count, ratio):
 
 def gather_tokens(tokens, indices):
     """`tokens[b, indices[b, i]]` for `(batch, n, width)` tokens and `(batch, k)` indices: `(batch, k, width)`."""
-    width = ops.shape(tokens)[-1]
-    return ops.take_along_axis(tokens, ops.broadcast_to(indices[..., None], (*ops.shape(indices), width)), axis=1)
+    # Indices broadcast over the width: JAX then gathers whole rows instead of building a
+    # (batch, k, width) index array and gathering element by element.
+    return ops.take_along_axis(tokens, indices[..., None], axis=1)

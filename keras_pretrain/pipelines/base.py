@@ -34,7 +34,7 @@ class PretrainConfig:
     steps: int | None = None
     budget_minutes: float | None = None
     batch_size: int = 256
-    checkpoint_every: int = 500  # steps between checkpoints (one is also written at every epoch's end)
+    checkpoint_every: int = 500  # steps between checkpoints (one is also written when pre-training ends)
     learning_rate: float = 1.5e-3
     weight_decay: float = 0.05
     beta_2: float = 0.95
