@@ -120,6 +120,8 @@ def build_parser():
     bench.add_argument("--objectives", nargs="+", choices=("mlm", "mae"), default=["mlm", "mae"])
     bench.add_argument("--steps", type=int, default=20, help="Timed steps per measurement (default 20).")
     bench.add_argument("--warmup", type=int, default=5, help="Untimed steps first (compilation; default 5).")
+    bench.add_argument("--rounds", type=int, default=1,
+                       help="Run everything this many times; each row keeps its fastest round (default 1).")
     bench.add_argument("--mlm", nargs="+", default=[], metavar="KEY=VALUE",
                        help="MLM sizes, e.g. num_layers=12 hidden_dim=768 sequence_length=512 (BERT-base).")
     bench.add_argument("--mae", nargs="+", default=[], metavar="KEY=VALUE", help="MAE sizes, e.g. image_size=224.")
@@ -269,7 +271,7 @@ def run_benchmarks(args):
     sizes = {name: {key: ast.literal_eval(value) for key, value in map(parse_assignment, getattr(args, name))}
              for name in ("mlm", "mae")}
     rows = run_bench(args.backends, args.objectives, args.steps, args.warmup, sizes, not args.no_real_data,
-                     args.dtype_policy)
+                     args.dtype_policy, args.rounds)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:

@@ -55,6 +55,25 @@ def test_fit_timing_is_one_fit_so_runs_with_the_same_seeds_time_the_same_batches
     assert fits == [5]  # a second fit for the timed steps would start a new pass, with a new shuffle
 
 
+def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
+    speeds = iter([100.0, 150.0, 120.0])
+
+    def fake_child(spec, timeout=900):
+        if spec["implementation"] == "matmul":
+            return {"peak_flops": 1e12}
+        samples_per_second = next(speeds)
+        return {**{k: spec[k] for k in ("objective", "implementation", "backend")}, "step_seconds": 64 / samples_per_second,
+                "samples_per_second": samples_per_second, "flops_per_step": 1e11, "peak_rss_mb": 900.0}
+
+    monkeypatch.setattr(bench, "run_child", fake_child)
+    monkeypatch.setattr(bench, "transformers_available", lambda: False)
+    [row] = bench.run_bench(["jax"], ["mae"], real_data=False, rounds=3, log=lambda line: None)
+    assert row["samples_per_second"] == 150.0 and row["samples_per_second_rounds"] == [100.0, 150.0, 120.0]
+    assert row["mfu"] == pytest.approx(1e11 / (64 / 150.0) / 1e12)
+    with pytest.raises(ValueError, match=r"rounds must be at least 1 \(--rounds\); got 0"):
+        bench.run_bench(["jax"], ["mae"], rounds=0)
+
+
 def test_child_process_reports_a_row_on_this_backend():
     spec = {"objective": "mlm", "implementation": "keras-pretrain", "backend": keras.backend.backend(), "steps": 2,
             "warmup": 1, "sizes": TINY_MLM}
