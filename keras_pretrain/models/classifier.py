@@ -1,4 +1,4 @@
-"""Image classifier on a (pre-trained) encoder: mean-pooled tokens, then a linear head."""
+"""Image classifier on a (pre-trained) encoder: pooled tokens, then a linear head."""
 
 import keras
 from keras import ops
@@ -8,11 +8,14 @@ from keras_pretrain.models.vit import ChecksImages
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
 class ImageClassifier(ChecksImages, keras.Model):
-    """Mean-pools an encoder's tokens, normalises them and maps them to class logits.
+    """Pools an encoder's tokens, normalises them and maps them to class logits.
 
-    This is MAE's fine-tuning head (global average pooling and a norm before the
-    linear layer). Set `encoder.trainable = False` first for a linear probe.
-    `class_names` travel with the model so that exports can return them.
+    `pooling="mean"` is MAE's fine-tuning head (global average pooling and a
+    norm before the linear layer); `pooling="flatten"` normalises each patch's
+    token and keeps them all, in order, so the head sees where each feature is
+    (worth it on small patch grids). Set `encoder.trainable = False` first for
+    a linear probe. `class_names` travel with the model so that exports can
+    return them.
 
     Example:
     >>> classifier = ImageClassifier(mae.encoder, num_classes=10)
@@ -22,10 +25,15 @@ class ImageClassifier(ChecksImages, keras.Model):
     >>> classifier.fit(images, labels, epochs=50)
     """
 
-    def __init__(self, encoder, num_classes, dropout=0.0, class_names=None, head=None, **kwargs):
+    POOLINGS = ("mean", "flatten")
+
+    def __init__(self, encoder, num_classes, dropout=0.0, class_names=None, head=None, pooling="mean", **kwargs):
         super().__init__(**kwargs)
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"Got {len(class_names)} class_names for {num_classes} classes.")
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"Unknown pooling {pooling!r}: choose one of {', '.join(self.POOLINGS)}.")
+        self.pooling = pooling
         self.encoder = encoder
         self.num_classes = num_classes
         self.dropout = dropout
@@ -38,14 +46,21 @@ class ImageClassifier(ChecksImages, keras.Model):
     def build(self, input_shape):
         if not self.encoder.built:  # a deserialized or pre-trained encoder comes built
             self.encoder.build(input_shape)
-        pooled_shape = (input_shape[0], self.encoder.hidden_dim)
-        self.head_norm.build(pooled_shape)
-        self.head.build(pooled_shape)
+        self.head_norm.build((input_shape[0], self.encoder.hidden_dim))
+        self.head.build((input_shape[0], self.embedding_dim))
         self.built = True
 
+    @property
+    def embedding_dim(self):
+        """The width of `embed`'s output: the hidden size, times the number of patches when flattened."""
+        return self.encoder.hidden_dim * (self.encoder.num_patches if self.pooling == "flatten" else 1)
+
     def embed(self, images, training=False):
-        """Pooled, normalised embeddings `(batch, hidden_dim)`: the input of the head."""
-        return self.head_norm(ops.mean(self.encoder(images, training=training), axis=1))
+        """Pooled, normalised embeddings `(batch, embedding_dim)`: the input of the head."""
+        tokens = self.encoder(images, training=training)
+        if self.pooling == "flatten":
+            return ops.reshape(self.head_norm(tokens), (-1, self.embedding_dim))
+        return self.head_norm(ops.mean(tokens, axis=1))
 
     def call(self, images, training=False):
         return self.head(self.head_dropout(self.embed(images, training=training), training=training))
@@ -63,6 +78,7 @@ class ImageClassifier(ChecksImages, keras.Model):
             "num_classes": self.num_classes,
             "dropout": self.dropout,
             "class_names": self.class_names,
+            "pooling": self.pooling,
             "head": None if isinstance(self.head, keras.layers.Dense) else keras.saving.serialize_keras_object(self.head),
         }
 

@@ -124,6 +124,7 @@ class ImagePipelineConfig:
     pretrain: PretrainConfig = dataclasses.field(default_factory=lambda: PretrainConfig(budget_minutes=10))
     # Random shifts while fine-tuning: 73.2% against 72.8% validation accuracy on that encoder.
     evaluation: EvaluationConfig = dataclasses.field(default_factory=lambda: EvaluationConfig(augment=True))
+    pooling: str = "mean"  # the classifiers' pooling of the encoder's tokens: mean or flatten (ImageClassifier)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     output_dir: str | None = None  # default runs/NAME
     seed: int = 0
@@ -138,6 +139,8 @@ class ImagePipelineConfig:
 
     def __post_init__(self):
         check(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}.")
+        check(self.pooling in ImageClassifier.POOLINGS,
+              f"pooling must be one of {', '.join(ImageClassifier.POOLINGS)}; got {self.pooling!r}.")
 
 
 @dataclasses.dataclass
@@ -156,11 +159,12 @@ class ImageTask(FewLabelTask):
 
     baseline_name = "pixels"
 
-    def __init__(self, new_encoder, image_shape, class_names, flips=False):
+    def __init__(self, new_encoder, image_shape, class_names, flips=False, pooling="mean"):
         self.new_encoder = new_encoder
         self.image_shape = tuple(image_shape)
         self.class_names = list(class_names)
         self.flips = flips
+        self.pooling = pooling
 
     def baseline_features(self, inputs):
         return flatten_pixels(inputs)
@@ -181,7 +185,8 @@ class ImageTask(FewLabelTask):
 
     def new_classifier(self, encoder=None, head=None):
         encoder = encoder.copy() if encoder is not None else self.new_encoder()
-        classifier = ImageClassifier(encoder, num_classes=len(self.class_names), class_names=self.class_names, head=head)
+        classifier = ImageClassifier(encoder, num_classes=len(self.class_names), class_names=self.class_names, head=head,
+                                     pooling=self.pooling)
         classifier.build((None, *self.image_shape))
         return classifier
 
@@ -293,7 +298,8 @@ class ImagePipeline(Pipeline):
 
     def task(self, data):
         shape = data.pretraining.image_shape
-        return ImageTask(lambda: self.new_encoder(shape), shape, data.splits.class_names, self.config.data.flips)
+        return ImageTask(lambda: self.new_encoder(shape), shape, data.splits.class_names, self.config.data.flips,
+                         self.config.pooling)
 
     def export_samples(self, data):
         return data.splits.test.inputs[:64]

@@ -80,3 +80,11 @@ def test_unbuilt_model_and_unwritable_root_are_clear_errors(tmp_path, images, cl
     blocker.write_text("")
     with pytest.raises(ExportError, match="Cannot write under"):
         export_saved_model(classifier, "clf", root=blocker)
+
+
+def test_a_flatten_pooling_classifier_exports_and_verifies(images, tmp_path):
+    model = ImageClassifier(ViTEncoder(patch_size=7, hidden_dim=16, depth=1, num_heads=2), 3, pooling="flatten")
+    model(images)
+    path = export_saved_model(model, "flat", root=tmp_path, sample_images=images[:3])
+    assert (path / "saved_model.pb").is_file()
+    assert max(model.export_report["max_abs_diff"].values()) <= 1e-5

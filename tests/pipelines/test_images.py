@@ -113,3 +113,18 @@ def test_steps_that_compile_do_not_shorten_a_time_budget():
     # Length buckets (or any new batch shape) compile at random steps: those are left out of the rate.
     assert steady_steps_per_second([0.1, 0.1, 2.5, 0.1, 0.1, 1.9]) == pytest.approx(10.0)
     assert steady_steps_per_second([0.2, 0.25, 0.2, 0.25]) == pytest.approx(1 / 0.225)
+
+
+def test_the_pooling_setting_reaches_every_classifier_and_is_checked(tmp_path, folders):
+    labelled, _, _ = folders
+    images = pipeline(tmp_path, labelled=str(labelled))
+    images.config.pooling = "flatten"
+    data = images.load_data()
+    task = images.task(data)
+    encoder = images.new_encoder(data.pretraining.image_shape)
+    encoder.build((None, *data.pretraining.image_shape))
+    classifier = task.new_classifier(encoder)
+    assert classifier.pooling == "flatten" and classifier.embedding_dim == 16 * encoder.hidden_dim  # a 4 x 4 grid
+    assert task.new_classifier().pooling == "flatten"  # from scratch too
+    with pytest.raises(ValueError, match="pooling must be one of mean, flatten; got 'max'"):
+        ImagePipelineConfig(pooling="max")
