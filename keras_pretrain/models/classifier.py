@@ -23,6 +23,8 @@ class ImageClassifier(ChecksImages, keras.Model):
     ...                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     ...                    metrics=["accuracy"])
     >>> classifier.fit(images, labels, epochs=50)
+    >>> ImageClassifier(ViTEncoder(patch_size=7, hidden_dim=64), 10, pooling="flatten").embedding_dim  # 16 patches
+    1024
     """
 
     POOLINGS = ("mean", "flatten")
