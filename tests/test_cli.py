@@ -54,8 +54,8 @@ def test_show_prints_the_whole_config_with_flags_and_sets_applied(capsys):
     assert shown["data"]["labelled"] == "photos/" and shown["evaluation"]["labels_per_class"] == 5
     assert shown["pretrain"]["epochs"] == 3 and shown["encoder"]["depth"] == 2  # --set comes after --quick
     assert shown["smoke_run"] and shown["data"]["max_pretrain_examples"] == 4096
-    assert set(shown) == {"name", "data", "encoder", "objective", "mae", "simmim", "latent", "pretrain", "evaluation", "export", "output_dir",
-                          "seed", "smoke_run", "quick"}
+    assert set(shown) == {"name", "data", "encoder", "objective", "mae", "simmim", "latent", "pretrain", "evaluation",
+                          "pooling", "export", "output_dir", "seed", "smoke_run", "quick"}
 
 
 @pytest.mark.parametrize("arguments, budget", [
