@@ -7,6 +7,7 @@ from keras import ops
 from keras_pretrain.export import ExportError
 from keras_pretrain.export import onnx as onnx_export
 from keras_pretrain.export.onnx import export_onnx
+from keras_pretrain.models import ImageClassifier, ViTEncoder
 
 
 def test_onnx_graph_computes_what_keras_computes_at_any_batch_size(classifier, images, tmp_path):
@@ -49,3 +50,13 @@ def test_failed_onnx_verification_keeps_the_existing_file(classifier, images, tm
 def test_bad_onnx_paths_are_refused_clearly(classifier, tmp_path, name, message):
     with pytest.raises(ExportError, match=message):
         export_onnx(classifier, tmp_path / name)
+
+
+def test_a_flatten_pooling_classifier_exports_at_any_batch_size(images, tmp_path):
+    model = ImageClassifier(ViTEncoder(patch_size=7, hidden_dim=16, depth=1, num_heads=2), 3, pooling="flatten")
+    model(images)
+    path = export_onnx(model, tmp_path / "flat.onnx", samples=images)
+    batch = np.concatenate([images, images[:3]])  # 11: the flattening reshape must not fix the batch size
+    probabilities, _, embeddings = onnxruntime.InferenceSession(str(path)).run(None, {"images": batch})
+    np.testing.assert_allclose(probabilities, ops.convert_to_numpy(ops.softmax(model(batch), axis=-1)), atol=1e-5)
+    assert embeddings.shape == (11, 16 * 16)
