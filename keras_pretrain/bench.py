@@ -199,19 +199,31 @@ def tokens_in(dataset, steps):
     return sum(int(batch["padding_mask"].sum()) for batch in dataset.take(steps).as_numpy_iterator())
 
 
-def bench_wordnet(padded):
-    """Non-padding tokens/s of the WordNet recipe's model on its pipeline: length buckets, or every batch padded to 64."""
+WORDNET_BATCHING = {"wordnet buckets": "length buckets", "wordnet token budget": "length buckets by token budget",
+                    "wordnet padded": "padded to 64"}
+
+
+def bench_wordnet(batching):
+    """Non-padding tokens/s of the WordNet recipe's model on its pipeline, batched one of three ways.
+
+    `"wordnet buckets"`: the recipe's length buckets of 64 glosses;
+    `"wordnet token budget"`: the same buckets with `data.batch_by=tokens` (64 x 64
+    token slots a batch); `"wordnet padded"`: every batch of 64 padded to 64 tokens.
+    """
 
     def run(config, steps, warmup):
         from keras_pretrain.pipelines import load_recipe, pipeline_for
 
         # 20,000 glosses are plenty for timing and keep tokenizing short.
-        pipeline = pipeline_for(load_recipe("bert_wordnet", ["data.max_pretrain_documents=20000"]), verbose=0)
+        overrides = ["data.max_pretrain_documents=20000"]
+        if batching == "wordnet token budget":
+            overrides.append("data.batch_by=tokens")
+        pipeline = pipeline_for(load_recipe("bert_wordnet", overrides), verbose=0)
         data = pipeline.load_data()
         tokenizer = data.pretraining.tokenizer
         length = pipeline.config.backbone.sequence_length
-        dataset, _, _ = pipeline.sequences(data.pretraining.corpus(), tokenizer, pipeline.config.pretrain.batch_size,
-                                           [length] if padded else None)
+        dataset, _, _, _ = pipeline.sequences(data.pretraining.corpus(), tokenizer, pipeline.config.pretrain.batch_size,
+                                              [length] if batching == "wordnet padded" else None)
         model = pipeline.pretrain_model(tokenizer, 1000)
         # JAX compiles once per batch shape: enough warm-up steps to meet every bucket width first.
         seconds = fit_seconds_per_step(model, dataset, steps, warmup + 30)
@@ -242,7 +254,7 @@ def bench_input_overhead(objective, in_memory):
         else:
             pipeline = pipeline_for(load_recipe("bert_wordnet", ["data.max_pretrain_documents=20000"]), verbose=0)
             data = pipeline.load_data()
-            dataset, _, tokens = pipeline.sequences(data.pretraining.corpus(), data.pretraining.tokenizer,
+            dataset, _, _, _ = pipeline.sequences(data.pretraining.corpus(), data.pretraining.tokenizer,
                                                     pipeline.config.pretrain.batch_size)
             model = pipeline.pretrain_model(data.pretraining.tokenizer, 1000)
             samples = tokens_in(dataset.skip(warmup), steps) / steps
@@ -256,8 +268,9 @@ def bench_input_overhead(objective, in_memory):
 
 
 BENCHES = {
-    ("mlm", "wordnet buckets"): bench_wordnet(padded=False),
-    ("mlm", "wordnet padded"): bench_wordnet(padded=True),
+    ("mlm", "wordnet buckets"): bench_wordnet("wordnet buckets"),
+    ("mlm", "wordnet token budget"): bench_wordnet("wordnet token budget"),
+    ("mlm", "wordnet padded"): bench_wordnet("wordnet padded"),
     ("mae", "pipeline input"): bench_input_overhead("mae", in_memory=False),
     ("mae", "in-memory input"): bench_input_overhead("mae", in_memory=True),
     ("mlm", "pipeline input"): bench_input_overhead("mlm", in_memory=False),
@@ -326,8 +339,8 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
     if transformers_available():
         plan += [(objective, "transformers", "torch") for objective in objectives]
     if real_data:
-        # The recipes' own models on their own data, on the first backend.
-        plan += [("mlm", "wordnet buckets", backends[0]), ("mlm", "wordnet padded", backends[0])]
+        # The recipes' own models on their own data: the WordNet batchings on every backend, input on the first.
+        plan += [("mlm", batching, backend) for backend in backends for batching in WORDNET_BATCHING]
         plan += [(objective, kind, backends[0]) for objective in objectives
                  for kind in ("pipeline input", "in-memory input")]
     fastest, peaks = {}, {}
@@ -389,11 +402,13 @@ def format_table(rows):
         mfu = f"{100 * r['mfu']:.0f}%" if r.get("mfu") else "-"
         lines.append(f"{r['objective']:<9} {r['implementation']:<15} {r['backend']:<11} {r['samples_per_second']:>10,.0f} "
                      f"{1000 * r['step_seconds']:>8.1f} {mfu:>6} {r['peak_rss_mb']:>8,.0f} {ratio(hub):>13} {ratio(hf):>6}")
+    for backend in dict.fromkeys(r["backend"] for r in rows):
+        speeds = {kind: reference[key] for kind in WORDNET_BATCHING if (key := ("mlm", kind, backend)) in reference}
+        padded = speeds.pop("wordnet padded", None)
+        if padded and speeds:
+            figures = [f"{WORDNET_BATCHING[kind]} {speed:,.0f} ({speed / padded:.2f}x)" for kind, speed in speeds.items()]
+            lines.append(f"WordNet on {backend}, non-padding tokens/s: {', '.join(figures)}; padded to 64 {padded:,.0f}")
     rate = {(r["objective"], r["implementation"]): r["samples_per_second"] for r in rows}
-    if ("mlm", "wordnet buckets") in rate and ("mlm", "wordnet padded") in rate:
-        buckets, padded = rate["mlm", "wordnet buckets"], rate["mlm", "wordnet padded"]
-        lines.append(f"WordNet, non-padding tokens/s: length buckets {buckets:,.0f}, padded to 64 {padded:,.0f} "
-                     f"({buckets / padded:.2f}x)")
     for objective in ("mlm", "mae"):
         if (objective, "pipeline input") in rate and (objective, "in-memory input") in rate:
             real, memory = rate[objective, "pipeline input"], rate[objective, "in-memory input"]

@@ -20,13 +20,17 @@ def row(objective, implementation, backend, samples_per_second):
 def test_format_table_gives_ratios_to_keras_hub_and_hugging_face():
     rows = [row("mlm", "keras-pretrain", "jax", 3000.0), row("mlm", "keras-hub", "jax", 2000.0),
             row("mlm", "transformers", "torch", 1500.0), row("mlm", "wordnet buckets", "jax", 900.0),
-            row("mlm", "wordnet padded", "jax", 300.0), row("mae", "pipeline input", "jax", 95.0),
+            row("mlm", "wordnet token budget", "jax", 1200.0), row("mlm", "wordnet padded", "jax", 300.0),
+            row("mlm", "wordnet buckets", "torch", 500.0), row("mlm", "wordnet padded", "torch", 400.0),
+            row("mae", "pipeline input", "jax", 95.0),
             row("mae", "in-memory input", "jax", 100.0)]
     table = bench.format_table(rows)
     keras_pretrain_line = next(line for line in table.splitlines() if "keras-pretrain" in line)
     assert keras_pretrain_line.split()[-2:] == ["1.50x", "2.00x"]
     assert "25%" in keras_pretrain_line
-    assert "(3.00x)" in table  # length buckets against padding
+    assert ("WordNet on jax, non-padding tokens/s: length buckets 900 (3.00x), length buckets by token budget 1,200 "
+            "(4.00x); padded to 64 300") in table  # each batching against padding, on its own backend
+    assert "WordNet on torch, non-padding tokens/s: length buckets 500 (1.25x); padded to 64 400" in table
     assert "(+5.3%)" in table  # 100 from memory against 95 through the pipeline
 
 
@@ -72,6 +76,48 @@ def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
     assert row["mfu"] == pytest.approx(1e11 / (64 / 150.0) / 1e12)
     with pytest.raises(ValueError, match=r"rounds must be at least 1 \(--rounds\); got 0"):
         bench.run_bench(["jax"], ["mae"], rounds=0)
+
+
+def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input_on_the_first(monkeypatch):
+    measured = []
+
+    def fake_child(spec, timeout=900):
+        if spec["implementation"] == "matmul":
+            return {"peak_flops": 1e12}
+        measured.append((spec["implementation"], spec["backend"]))
+        return {**{k: spec[k] for k in ("objective", "implementation", "backend")}, "step_seconds": 0.1,
+                "samples_per_second": 10.0, "flops_per_step": None, "peak_rss_mb": 900.0}
+
+    monkeypatch.setattr(bench, "run_child", fake_child)
+    monkeypatch.setattr(bench, "transformers_available", lambda: False)
+    bench.run_bench(["torch", "jax"], ["mlm"], log=lambda line: None)
+    wordnet = [(kind, backend) for kind, backend in measured if kind.startswith("wordnet")]
+    assert wordnet == [(kind, backend) for backend in ("torch", "jax") for kind in bench.WORDNET_BATCHING]
+    assert [m for m in measured if "input" in m[0]] == [("pipeline input", "torch"), ("in-memory input", "torch")]
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+@pytest.mark.parametrize("batching", list(bench.WORDNET_BATCHING))
+def test_each_wordnet_batching_feeds_the_recipes_model(batching, monkeypatch, tmp_path, wordnet_dir):
+    from keras_pretrain import pipelines
+    from keras_pretrain.pipelines import text
+
+    monkeypatch.setenv("KERAS_PRETRAIN_CACHE", str(tmp_path / "cache"))
+    small = ["backbone.num_layers=1", "backbone.hidden_dim=16", "backbone.intermediate_dim=32",
+             "backbone.sequence_length=32", "data.bucket_widths=[16, 24]", "pretrain.batch_size=4",
+             "tokenizer.vocabulary_size=200", "tokenizer.sample_every=1", f"data.data_dir={wordnet_dir}",
+             "evaluation.labels_per_class=2", "evaluation.val_per_class=2", "evaluation.test_per_class=3"]
+    load_recipe = pipelines.load_recipe
+    monkeypatch.setattr(pipelines, "load_recipe", lambda name, overrides: load_recipe(name, [*overrides, *small]))
+    made = []
+    bucketed = text.bucketed_dataset
+    monkeypatch.setattr(text, "bucketed_dataset", lambda *args, **kwargs: made.append(kwargs) or bucketed(*args, **kwargs))
+    monkeypatch.setattr(bench, "fit_seconds_per_step", lambda model, dataset, steps, warmup: 0.5)
+    seconds, tokens, _ = bench.BENCHES["mlm", batching](None, steps=2, warmup=1)
+    assert seconds == 0.5 and 0 < tokens <= 4 * 32  # every batch has 4 x 32 token slots
+    expected = {"wordnet buckets": ("sequences", [16, 24]), "wordnet token budget": ("tokens", [16, 24]),
+                "wordnet padded": ("sequences", [32])}[batching]
+    assert (made[0]["batch_by"], made[0]["bucket_widths"]) == expected
 
 
 def test_child_process_reports_a_row_on_this_backend():

@@ -619,6 +619,8 @@ def bucketed_dataset(
     drop_remainder=False,
     documents_per_read=256,
     cache=False,
+    batch_by="sequences",
+    batch_multiple=1,
 ):
     """A streaming `tf.data` pipeline of one document per sequence, batched by length, for `MaskedLanguageModel.fit`.
 
@@ -636,15 +638,31 @@ def bucketed_dataset(
     `cache=True` the tokenized documents stay in memory after the first pass,
     so later passes (epochs) skip tokenization; for corpora that fit.
 
+    `batch_by="sequences"` gives every batch `batch_size` documents;
+    `batch_by="tokens"` gives every batch about `batch_size * sequence_length`
+    token slots (a token budget, like fairseq's `max_tokens`): a bucket of
+    width `w` batches `batch_size * sequence_length // w` documents, rounded
+    down to a multiple of `batch_multiple` (the data-parallel replicas that
+    split it). Short documents then fill as much of a step as long ones, so
+    the costs every step pays whatever its width (the optimizer update,
+    dispatch) are spread over as many tokens.
+
     Example:
     >>> data = bucketed_dataset(corpus, tokenizer, sequence_length=64, batch_size=32, bucket_widths=(16, 32, 64))
     >>> mlm.fit(data, epochs=3)
+    >>> by_tokens = bucketed_dataset(corpus, tokenizer, sequence_length=64, batch_size=32, batch_by="tokens")
     """
     cls_id, sep_id, pad_id = _framing_token_ids(corpus, tokenizer, sequence_length)
     widths = range(16, sequence_length, 16) if bucket_widths is None else bucket_widths
     widths = sorted({int(width) for width in widths} | {sequence_length})
     if widths[0] < 2 or widths[-1] > sequence_length:
         raise ValueError(f"bucket_widths must lie between 2 and sequence_length={sequence_length}; got {bucket_widths}.")
+    if batch_by not in ("sequences", "tokens"):
+        raise ValueError(f"batch_by must be 'sequences' or 'tokens'; got {batch_by!r}.")
+    if batch_by == "tokens":
+        batch_sizes = [batch_size * sequence_length // width // batch_multiple * batch_multiple for width in widths]
+    else:
+        batch_sizes = [batch_size] * len(widths)
 
     def tokenize(texts):
         return tf.cast(tokenizer(texts), tf.int32)[:, : sequence_length - 2]
@@ -663,7 +681,7 @@ def bucketed_dataset(
     batches = documents.bucket_by_sequence_length(
         lambda document: tf.shape(document["token_ids"])[0],
         bucket_boundaries=[width + 1 for width in widths],
-        bucket_batch_sizes=[batch_size] * (len(widths) + 1),
+        bucket_batch_sizes=batch_sizes + [batch_size],
         padding_values={"token_ids": pad_id, "padding_mask": 0, "segment_ids": 0},
         pad_to_bucket_boundary=True,
         drop_remainder=drop_remainder,

@@ -52,7 +52,10 @@ class TextDataConfig:
     `batching`: `"bucketed"` keeps one document per sequence and batches
     documents of similar length (short, unrelated documents: definitions,
     titles, tickets); `"packed"` concatenates documents into full sequences
-    (long text: books, articles).
+    (long text: books, articles). `batch_by` (bucketed batching):
+    `"sequences"` puts `pretrain.batch_size` documents in every batch,
+    `"tokens"` gives every batch the token slots of `pretrain.batch_size`
+    full-length sequences, so batches of short documents hold more of them.
     """
 
     labelled: str = ""
@@ -69,9 +72,11 @@ class TextDataConfig:
     bucket_widths: list[int] | None = None  # default: multiples of 16 up to the sequence length
     shuffle_buffer: int = 100000
     cache: bool = True  # keep tokenized documents in memory after the first pass (bucketed batching)
+    batch_by: str = "sequences"
 
     def __post_init__(self):
         check(self.batching in ("bucketed", "packed"), f"data.batching must be 'bucketed' or 'packed'; got {self.batching!r}.")
+        check(self.batch_by in ("sequences", "tokens"), f"data.batch_by must be 'sequences' or 'tokens'; got {self.batch_by!r}.")
         check(self.document in ("lines", "paragraphs", "files"),
               f"data.document must be 'lines', 'paragraphs' or 'files'; got {self.document!r}.")
 
@@ -304,7 +309,7 @@ class TextPipeline(Pipeline):
         return train_word_piece_tokenizer(sample, config.vocabulary_size, lowercase=config.lowercase)
 
     def sequences(self, corpus, tokenizer, batch_size, bucket_widths=None, drop_remainder=True):
-        """`(dataset, batches per pass, non-padding tokens per pass)`: `corpus` as MLM batches.
+        """`(dataset, batches, non-padding tokens, sequences)` per pass: `corpus` as MLM batches.
 
         One counting pass fixes the learning-rate schedule's length and fills
         the cache of tokenized documents, so epochs do not tokenize again.
@@ -315,11 +320,14 @@ class TextPipeline(Pipeline):
         if config.batching == "packed" and bucket_widths is None:
             dataset = packed_dataset(corpus, tokenizer, **options)
         else:
+            replicas_per_process = max(1, self.distribution.num_replicas // self.distribution.input_shard[1])
             dataset = bucketed_dataset(corpus, tokenizer, bucket_widths=bucket_widths or config.bucket_widths,
-                                       cache=config.cache, **options)
-        count = lambda totals, batch: (totals[0] + 1, totals[1] + tf.reduce_sum(batch["padding_mask"]))  # noqa: E731
-        batches, tokens = dataset.reduce((0, tf.constant(0, tf.int32)), count)
-        return dataset, int(batches), int(tokens)
+                                       cache=config.cache, batch_by=config.batch_by,
+                                       batch_multiple=replicas_per_process, **options)
+        count = lambda totals, batch: (totals[0] + 1, totals[1] + tf.reduce_sum(batch["padding_mask"]),  # noqa: E731
+                                       totals[2] + tf.shape(batch["padding_mask"])[0])
+        batches, tokens, sequences = dataset.reduce((0, tf.constant(0, tf.int32), tf.constant(0, tf.int32)), count)
+        return dataset, int(batches), int(tokens), int(sequences)
 
     def new_backbone(self, vocabulary_size, dropout):
         """A fresh `BertBackbone` of the configured size, or the preset's (pre-trained) one."""
@@ -355,7 +363,7 @@ class TextPipeline(Pipeline):
         corpus = data.pretraining.corpus(shard=self.distribution.input_shard)
         new_dataset = lambda: self.new_dataset(lambda: self.sequences(corpus, tokenizer, batch_size)[0])  # noqa: E731
         keras.utils.set_random_seed(self.config.seed)
-        dataset, batches, tokens = self.sequences(corpus, tokenizer, batch_size)
+        dataset, batches, tokens, sequences = self.sequences(corpus, tokenizer, batch_size)
         steps_per_pass = self.distribution.agree_min(batches)
         if steps_per_pass < 1:
             raise ValueError(
@@ -365,9 +373,12 @@ class TextPipeline(Pipeline):
         new_model = lambda total: self.pretrain_model(tokenizer, total)  # noqa: E731
         epochs, steps, why = self.schedule(steps_per_pass, new_model, new_dataset)
         splits = data.splits
+        by_tokens = self.config.data.batching == "bucketed" and self.config.data.batch_by == "tokens"
+        batch = self.config.pretrain.batch_size
+        batch = f"{batch * self.config.backbone.sequence_length} token slots" if by_tokens else f"{batch} sequences"
         self.log(
             f"{self.config.name} on {keras.backend.backend()}: pre-training on {steps_per_pass} batches of "
-            f"{self.config.pretrain.batch_size} sequences per pass ({tokens} tokens"
+            f"{batch} per pass ({f'{sequences} sequences, ' if by_tokens else ''}{tokens} tokens"
             f"{' in this process' if self.distribution.input_shard[1] > 1 else ''}, vocabulary "
             f"{tokenizer.vocabulary_size()}), {len(splits.train)} labels for fine-tuning, {len(splits.val)} for "
             f"validation, {len(splits.test)} test texts"
@@ -380,7 +391,7 @@ class TextPipeline(Pipeline):
             # One log line per epoch: a per-step progress bar makes JAX wait for every step to finish.
             # Tokens: the non-padding tokens of an average batch, and the FLOPs of an average sequence's tokens.
             tokens_per_step = tokens / batches * self.distribution.input_shard[1]
-            length = tokens / (batches * batch_size)
+            length = tokens / sequences
             throughput = Throughput(tokens_per_step, mlm.flops_per_sample(round(length)) / length,
                                     self.config.pretrain.peak_flops, unit="tokens")
             history, seconds = self.fit_pretraining(mlm, dataset, new_dataset, epochs, steps, 2 * self.verbose,
@@ -390,7 +401,7 @@ class TextPipeline(Pipeline):
         # One width, every held-out text: evaluation compiles twice at most (padding changes no prediction).
         held_out = TextCorpus.from_texts(data.pretraining.exclude, name="validation and test texts")
         length = self.config.backbone.sequence_length
-        evaluation_data, evaluation_steps, _ = self.sequences(held_out, tokenizer, batch_size, [length], False)
+        evaluation_data, evaluation_steps, _, _ = self.sequences(held_out, tokenizer, batch_size, [length], False)
         evaluation = mlm.evaluate(evaluation_data, steps=evaluation_steps, verbose=0, return_dict=True)
         masked_token_accuracy = float(evaluation["masked_token_accuracy"])
         perplexity = float(np.exp(evaluation["loss"]))  # of the masked tokens, given the rest

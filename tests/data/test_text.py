@@ -175,6 +175,21 @@ def test_bucketing_streams_every_document_once_in_few_shapes():
     assert all(len(batch) == 8 for batch in full)
 
 
+@pytest.mark.parametrize("batch_multiple, sizes", [(1, {6: 16, 9: 10, 12: 8}), (4, {6: 16, 9: 8, 12: 8})])
+def test_batching_by_tokens_gives_every_width_the_same_token_budget(batch_multiple, sizes):
+    texts = sentences(300)
+    data = bucketed_dataset(TextCorpus.from_texts(texts), fixed_tokenizer(), 12, batch_size=8, bucket_widths=(6, 9),
+                            seed=0, drop_remainder=True, batch_by="tokens", batch_multiple=batch_multiple)
+    batches = [np.asarray(batch["token_ids"]) for batch in data]
+    # 8 x 12 = 96 token slots a batch: 96 // 6 = 16 sequences of width 6, 96 // 9 = 10 (8 in multiples of 4) of 9
+    assert {batch.shape[1]: len(batch) for batch in batches} == sizes
+    lengths = np.bincount([len(text.split()) + 2 for text in texts], minlength=13)
+    full_batches = lengths[:7].sum() // sizes[6] + lengths[7:10].sum() // sizes[9] + lengths[10:].sum() // sizes[12]
+    assert len(batches) == full_batches
+    with pytest.raises(ValueError, match="batch_by must be 'sequences' or 'tokens'; got 'words'"):
+        bucketed_dataset(TextCorpus.from_texts(texts), fixed_tokenizer(), 12, batch_by="words")
+
+
 @pytest.mark.parametrize("cache", [False, True])
 def test_bucketing_cache_reads_the_corpus_once(cache):
     reads = []

@@ -51,13 +51,43 @@ def test_a_separate_test_table_is_matched_by_label_and_packed_batching(tmp_path)
     assert data.splits.class_names == ["cooking", "sport"] and data.splits.test.labels.tolist() == [0, 1, 0]
     assert not data.description["test_carved"] and len(list(data.pretraining.corpus())) == 16 - 4  # minus validation
     pipe.config.backbone.sequence_length = 16
-    dataset, batches, tokens = pipe.sequences(data.pretraining.corpus(), data.pretraining.tokenizer, 4)
+    dataset, batches, tokens, sequences = pipe.sequences(data.pretraining.corpus(), data.pretraining.tokenizer, 4)
     first = next(iter(dataset))
     assert first["token_ids"].shape == (4, 16) and np.asarray(first["padding_mask"]).all()  # packed: full sequences
     assert 4 * 16 * (batches - 1) < tokens <= 4 * 16 * batches  # only the last sequence of a pass is padded
+    assert sequences == 4 * batches
     test.write_text("text,label\nsome text,baking\n")
     with pytest.raises(ValueError, match=r"labels the labelled data lacks: \['baking'\]"):
         pipeline(tmp_path, labelled=str(table), test=str(test)).load_data()
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+@pytest.mark.parametrize("replicas, sizes", [(1, {8: 8, 16: 4}), (3, {8: 6, 16: 3})])
+def test_token_batching_reaches_the_data_in_multiples_of_each_process_replicas(tmp_path, replicas, sizes):
+    table = write_labelled_csv(tmp_path / "labelled.csv", per_class=40)  # texts of 9 words: width 16
+    notes = tmp_path / "notes.txt"
+    notes.write_text("ball goal\npan salt\n" * 20)  # width 8
+    pipe = pipeline(tmp_path, labelled=str(table), unlabeled=[str(notes)], bucket_widths=[8], batch_by="tokens")
+    data = pipe.load_data()
+    pipe.config.backbone.sequence_length = 16
+    pipe.distribution.num_replicas = replicas
+    batch_size = 4 if replicas == 1 else 3
+    dataset, _, _, sequences = pipe.sequences(data.pretraining.corpus(), data.pretraining.tokenizer, batch_size)
+    shapes = {batch["token_ids"].shape[1]: batch["token_ids"].shape[0] for batch in dataset}
+    assert shapes == sizes  # 4 x 16 = 64 token slots: 8 sequences of width 8 (6 in threes), 4 of 16 (3)
+    assert sequences == sum(batch["token_ids"].shape[0] for batch in dataset)
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_token_batching_is_stated_at_the_start_of_pretraining(tmp_path, capsys):
+    table = write_labelled_csv(tmp_path / "labelled.csv", per_class=20)
+    pipe = pipeline(tmp_path, labelled=str(table), batch_by="tokens")
+    pipe.verbose = 1
+    backbone, config = pipe.config.backbone, pipe.config.pretrain
+    backbone.num_layers, backbone.hidden_dim, backbone.intermediate_dim, backbone.sequence_length = 1, 16, 32, 16
+    config.epochs, config.budget_minutes, config.batch_size = 1, None, 4
+    pipe.pretrain(pipe.load_data())
+    assert "pre-training on 7 batches of 64 token slots per pass (28 sequences, 400 tokens" in capsys.readouterr().out
 
 
 def test_bad_text_options_are_refused_when_set():
@@ -65,6 +95,8 @@ def test_bad_text_options_are_refused_when_set():
         TextDataConfig(batching="sorted")
     with pytest.raises(ValueError, match="data.document must be 'lines', 'paragraphs' or 'files'"):
         TextDataConfig(document="pages")
+    with pytest.raises(ValueError, match="data.batch_by must be 'sequences' or 'tokens'"):
+        TextDataConfig(batch_by="words")
     assert np.isclose(TextPipelineConfig().mlm.mask_rate, 0.15)
 
 

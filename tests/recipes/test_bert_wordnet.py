@@ -57,7 +57,7 @@ def test_tokenizer_gloss_batches_and_models(tmp_path, wordnet_dir):
     tokenizer = data.pretraining.tokenizer
     assert isinstance(tokenizer, keras_hub.models.BertTokenizer)
     assert tokenizer.get_vocabulary()[:5] == ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
-    glosses, steps_per_epoch, tokens = pipeline.sequences(data.pretraining.corpus(), tokenizer, 16)
+    glosses, steps_per_epoch, tokens, _ = pipeline.sequences(data.pretraining.corpus(), tokenizer, 16)
     batches = [{k: np.asarray(v) for k, v in batch.items()} for batch in glosses]
     assert len(batches) == steps_per_epoch
     # Each pass drops other glosses (each bucket's partial batch), so the token count varies a little.
@@ -70,7 +70,7 @@ def test_tokenizer_gloss_batches_and_models(tmp_path, wordnet_dir):
         assert (batch["token_ids"][np.arange(16), ends] == 2).all()
     # The held-out masked-token accuracy counts every evaluation gloss: 40 of them, 3 batches of up to 16.
     held_out = data.pretraining.exclude
-    _, held_out_steps, held_out_tokens = pipeline.sequences(TextCorpus.from_texts(held_out), tokenizer, 16, [32], False)
+    _, held_out_steps, held_out_tokens, _ = pipeline.sequences(TextCorpus.from_texts(held_out), tokenizer, 16, [32], False)
     lengths = [min(len(tokenizer(text)) + 2, 32) for text in held_out]
     assert (len(held_out), held_out_steps, held_out_tokens) == (40, 3, sum(lengths))
     mlm = pipeline.pretrain_model(tokenizer, steps_per_epoch)
