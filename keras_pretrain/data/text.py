@@ -659,6 +659,8 @@ def bucketed_dataset(
         raise ValueError(f"bucket_widths must lie between 2 and sequence_length={sequence_length}; got {bucket_widths}.")
     if batch_by not in ("sequences", "tokens"):
         raise ValueError(f"batch_by must be 'sequences' or 'tokens'; got {batch_by!r}.")
+    if batch_size % batch_multiple:
+        raise ValueError(f"batch_size {batch_size} must be a multiple of batch_multiple {batch_multiple}.")
     if batch_by == "tokens":
         batch_sizes = [batch_size * sequence_length // width // batch_multiple * batch_multiple for width in widths]
     else:

@@ -188,6 +188,8 @@ def test_batching_by_tokens_gives_every_width_the_same_token_budget(batch_multip
     assert len(batches) == full_batches
     with pytest.raises(ValueError, match="batch_by must be 'sequences' or 'tokens'; got 'words'"):
         bucketed_dataset(TextCorpus.from_texts(texts), fixed_tokenizer(), 12, batch_by="words")
+    with pytest.raises(ValueError, match="batch_size 6 must be a multiple of batch_multiple 4"):
+        bucketed_dataset(TextCorpus.from_texts(texts), fixed_tokenizer(), 12, batch_size=6, batch_multiple=4)
 
 
 @pytest.mark.parametrize("cache", [False, True])
