@@ -268,9 +268,7 @@ def bench_input_overhead(objective, in_memory):
 
 
 BENCHES = {
-    ("mlm", "wordnet buckets"): bench_wordnet("wordnet buckets"),
-    ("mlm", "wordnet token budget"): bench_wordnet("wordnet token budget"),
-    ("mlm", "wordnet padded"): bench_wordnet("wordnet padded"),
+    **{("mlm", batching): bench_wordnet(batching) for batching in WORDNET_BATCHING},
     ("mae", "pipeline input"): bench_input_overhead("mae", in_memory=False),
     ("mae", "in-memory input"): bench_input_overhead("mae", in_memory=True),
     ("mlm", "pipeline input"): bench_input_overhead("mlm", in_memory=False),

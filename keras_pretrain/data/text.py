@@ -32,6 +32,7 @@ TEXT_EXTENSIONS = (".txt", ".text", ".md", ".rst", ".jsonl", ".csv", ".tsv")
 # Files read as tables (one document per row, in a named column) rather than as running text.
 TABLE_EXTENSIONS = (".jsonl", ".csv", ".tsv")
 MODES = ("lines", "paragraphs", "files")
+BATCH_BY = ("sequences", "tokens")  # what `bucketed_dataset` keeps constant from batch to batch
 # A learned vocabulary below this share of the size asked for means the corpus is too small for it.
 VOCABULARY_SHORTFALL = 0.9
 # A TFDS name may carry a version after a colon (imdb_reviews:1.0.0); a split follows the next colon.
@@ -657,8 +658,8 @@ def bucketed_dataset(
     widths = sorted({int(width) for width in widths} | {sequence_length})
     if widths[0] < 2 or widths[-1] > sequence_length:
         raise ValueError(f"bucket_widths must lie between 2 and sequence_length={sequence_length}; got {bucket_widths}.")
-    if batch_by not in ("sequences", "tokens"):
-        raise ValueError(f"batch_by must be 'sequences' or 'tokens'; got {batch_by!r}.")
+    if batch_by not in BATCH_BY:
+        raise ValueError(f"batch_by must be {' or '.join(map(repr, BATCH_BY))}; got {batch_by!r}.")
     if batch_size % batch_multiple:
         raise ValueError(f"batch_size {batch_size} must be a multiple of batch_multiple {batch_multiple}.")
     if batch_by == "tokens":

@@ -21,6 +21,7 @@ from keras_pretrain.config import check
 from keras_pretrain.data.labelled_text import labelled_text_source
 from keras_pretrain.data.splits import split_labelled
 from keras_pretrain.data.text import (
+    BATCH_BY,
     MIN_SEQUENCE_LENGTH,
     TextCorpus,
     bucketed_dataset,
@@ -76,7 +77,7 @@ class TextDataConfig:
 
     def __post_init__(self):
         check(self.batching in ("bucketed", "packed"), f"data.batching must be 'bucketed' or 'packed'; got {self.batching!r}.")
-        check(self.batch_by in ("sequences", "tokens"), f"data.batch_by must be 'sequences' or 'tokens'; got {self.batch_by!r}.")
+        check(self.batch_by in BATCH_BY, f"data.batch_by must be {' or '.join(map(repr, BATCH_BY))}; got {self.batch_by!r}.")
         check(self.document in ("lines", "paragraphs", "files"),
               f"data.document must be 'lines', 'paragraphs' or 'files'; got {self.document!r}.")
 
