@@ -194,6 +194,21 @@ def fit_seconds_per_step(model, dataset, steps, warmup):
     return (ends.times[-1] - ends.times[warmup - 1]) / steps
 
 
+def input_cpu_seconds(dataset, batches):
+    """CPU seconds per batch (every thread of this process) that `dataset` alone takes to make `batches` batches.
+
+    Where the training step keeps every core busy, that is CPU the step
+    loses to its input: a steadier figure of the input's cost than the
+    difference between two timed runs, which a shared machine's drift swamps.
+    """
+    iterator = iter(dataset.repeat())
+    next(iterator)  # start-up (threads, the first shuffle buffer) is paid once a pass, not per batch
+    start = time.process_time()
+    for _ in range(batches):
+        next(iterator)
+    return (time.process_time() - start) / batches
+
+
 def tokens_in(dataset, steps):
     """Non-padding tokens in the first `steps` batches of `dataset`."""
     return sum(int(batch["padding_mask"].sum()) for batch in dataset.take(steps).as_numpy_iterator())
@@ -237,7 +252,8 @@ def bench_input_overhead(objective, in_memory):
     """A recipe's model on its real input pipeline, or on the same batches held in memory (no input work).
 
     Both measurements make the same passes over the same seeded data, so
-    their timed steps train on identical batches.
+    their timed steps train on identical batches. The pipeline's row also
+    reports `input_cpu_seconds` per batch (see `input_cpu_seconds`).
     """
 
     def run(config, steps, warmup):
@@ -262,7 +278,9 @@ def bench_input_overhead(objective, in_memory):
             dataset = dataset.take(warmup + steps).cache()
             for _ in dataset:  # fill the cache: the timed pass reads memory only
                 pass
-        return fit_seconds_per_step(model, dataset, steps, warmup), samples, None
+            return fit_seconds_per_step(model, dataset, steps, warmup), samples, None
+        seconds = fit_seconds_per_step(model, dataset, steps, warmup)
+        return seconds, samples, None, {"input_cpu_seconds": input_cpu_seconds(dataset, warmup + steps)}
 
     return run
 
@@ -295,8 +313,9 @@ def child(spec):
 
         row = {"peak_flops": matmul_peak_flops()}
     else:
-        seconds, samples, flops = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
-        row = {"step_seconds": seconds, "samples_per_second": samples / seconds, "flops_per_step": flops}
+        # A measurement may add fields of its own after (seconds, samples, flops).
+        seconds, samples, flops, *extra = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
+        row = {"step_seconds": seconds, "samples_per_second": samples / seconds, "flops_per_step": flops, **dict(*extra)}
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("BENCH " + json.dumps({**{k: spec[k] for k in ("objective", "implementation", "backend")}, **row}), flush=True)
 
@@ -406,13 +425,19 @@ def format_table(rows):
         if padded and speeds:
             figures = [f"{WORDNET_BATCHING[kind]} {speed:,.0f} ({speed / padded:.2f}x)" for kind, speed in speeds.items()]
             lines.append(f"WordNet on {backend}, non-padding tokens/s: {', '.join(figures)}; padded to 64 {padded:,.0f}")
-    rate = {(r["objective"], r["implementation"]): r["samples_per_second"] for r in rows}
+    inputs = {(r["objective"], r["implementation"]): r for r in rows}
     for objective in ("mlm", "mae"):
-        if (objective, "pipeline input") in rate and (objective, "in-memory input") in rate:
-            real, memory = rate[objective, "pipeline input"], rate[objective, "in-memory input"]
-            lines.append(f"{'WordNet' if objective == 'mlm' else 'Fashion-MNIST'} pipeline input overhead: "
-                         f"{real:,.0f} against {memory:,.0f} {'tokens' if objective == 'mlm' else 'images'}/s "
-                         f"from memory ({100 * (memory / real - 1):+.1f}%)")
+        if (objective, "pipeline input") in inputs and (objective, "in-memory input") in inputs:
+            pipeline = inputs[objective, "pipeline input"]
+            real, memory = pipeline["samples_per_second"], inputs[objective, "in-memory input"]["samples_per_second"]
+            line = (f"{'WordNet' if objective == 'mlm' else 'Fashion-MNIST'} pipeline input overhead: "
+                    f"{real:,.0f} against {memory:,.0f} {'tokens' if objective == 'mlm' else 'images'}/s "
+                    f"from memory ({100 * (memory / real - 1):+.1f}%)")
+            if pipeline.get("input_cpu_seconds"):
+                cpu = pipeline["input_cpu_seconds"]
+                line += (f"; the pipeline alone: {1000 * cpu:.1f} ms of CPU a batch, "
+                         f"{100 * cpu / pipeline['step_seconds']:.1f}% of a step")
+            lines.append(line)
     return "\n".join(lines)
 
 

@@ -1,3 +1,5 @@
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -22,7 +24,7 @@ def test_format_table_gives_ratios_to_keras_hub_and_hugging_face():
             row("mlm", "transformers", "torch", 1500.0), row("mlm", "wordnet buckets", "jax", 900.0),
             row("mlm", "wordnet token budget", "jax", 1200.0), row("mlm", "wordnet padded", "jax", 300.0),
             row("mlm", "wordnet buckets", "torch", 500.0), row("mlm", "wordnet padded", "torch", 400.0),
-            row("mae", "pipeline input", "jax", 95.0),
+            {**row("mae", "pipeline input", "jax", 95.0), "input_cpu_seconds": 0.0004},
             row("mae", "in-memory input", "jax", 100.0)]
     table = bench.format_table(rows)
     keras_pretrain_line = next(line for line in table.splitlines() if "keras-pretrain" in line)
@@ -32,6 +34,31 @@ def test_format_table_gives_ratios_to_keras_hub_and_hugging_face():
             "(4.00x); padded to 64 300") in table  # each batching against padding, on its own backend
     assert "WordNet on torch, non-padding tokens/s: length buckets 500 (1.25x); padded to 64 400" in table
     assert "(+5.3%)" in table  # 100 from memory against 95 through the pipeline
+    # 0.4 ms of input CPU a batch against a step of 1/95 s
+    assert "95 against 100 images/s from memory (+5.3%); the pipeline alone: 0.4 ms of CPU a batch, 3.8% of a step" in table
+
+
+def test_input_cpu_seconds_counts_the_pipelines_own_cpu_per_batch():
+    import time
+
+    def busy(x):  # 10 ms of CPU on a tf.data thread
+        start = time.thread_time()
+        while time.thread_time() - start < 0.01:
+            pass
+        return x
+
+    numbers = tf.data.Dataset.range(4)
+    slow = numbers.map(lambda x: tf.py_function(busy, [x], tf.int64))
+    assert bench.input_cpu_seconds(slow, 6) >= 0.01
+    assert bench.input_cpu_seconds(numbers, 6) < 0.005
+
+
+def test_a_measurements_own_fields_reach_its_row(monkeypatch, capsys):
+    monkeypatch.setitem(bench.BENCHES, ("mae", "pipeline input"),
+                        lambda config, steps, warmup: (0.5, 64, None, {"input_cpu_seconds": 0.002}))
+    bench.child({"objective": "mae", "implementation": "pipeline input", "backend": "jax", "steps": 1, "warmup": 0})
+    printed = json.loads(capsys.readouterr().out.split("BENCH ", 1)[1])
+    assert printed["input_cpu_seconds"] == 0.002 and printed["samples_per_second"] == 128
 
 
 @pytest.mark.parametrize(
@@ -96,11 +123,10 @@ def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input
     assert [m for m in measured if "input" in m[0]] == [("pipeline input", "torch"), ("in-memory input", "torch")]
 
 
-@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
-@pytest.mark.parametrize("batching", list(bench.WORDNET_BATCHING))
-def test_each_wordnet_batching_feeds_the_recipes_model(batching, monkeypatch, tmp_path, wordnet_dir):
+@pytest.fixture
+def small_wordnet_recipe(monkeypatch, tmp_path, wordnet_dir):
+    """The bench's WordNet measurements load a tiny WordNet recipe on the test's small WordNet."""
     from keras_pretrain import pipelines
-    from keras_pretrain.pipelines import text
 
     monkeypatch.setenv("KERAS_PRETRAIN_CACHE", str(tmp_path / "cache"))
     small = ["backbone.num_layers=1", "backbone.hidden_dim=16", "backbone.intermediate_dim=32",
@@ -109,15 +135,29 @@ def test_each_wordnet_batching_feeds_the_recipes_model(batching, monkeypatch, tm
              "evaluation.labels_per_class=2", "evaluation.val_per_class=2", "evaluation.test_per_class=3"]
     load_recipe = pipelines.load_recipe
     monkeypatch.setattr(pipelines, "load_recipe", lambda name, overrides: load_recipe(name, [*overrides, *small]))
+    monkeypatch.setattr(bench, "fit_seconds_per_step", lambda model, dataset, steps, warmup: 0.5)
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+@pytest.mark.parametrize("batching", list(bench.WORDNET_BATCHING))
+def test_each_wordnet_batching_feeds_the_recipes_model(batching, monkeypatch, small_wordnet_recipe):
+    from keras_pretrain.pipelines import text
+
     made = []
     bucketed = text.bucketed_dataset
     monkeypatch.setattr(text, "bucketed_dataset", lambda *args, **kwargs: made.append(kwargs) or bucketed(*args, **kwargs))
-    monkeypatch.setattr(bench, "fit_seconds_per_step", lambda model, dataset, steps, warmup: 0.5)
     seconds, tokens, _ = bench.BENCHES["mlm", batching](None, steps=2, warmup=1)
     assert seconds == 0.5 and 0 < tokens <= 4 * 32  # every batch has 4 x 32 token slots
     expected = {"wordnet buckets": ("sequences", [16, 24]), "wordnet token budget": ("tokens", [16, 24]),
                 "wordnet padded": ("sequences", [32])}[batching]
     assert (made[0]["batch_by"], made[0]["bucket_widths"]) == expected
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_the_input_pipelines_row_reports_its_cpu_per_batch_and_the_in_memory_row_has_none(small_wordnet_recipe):
+    seconds, _, _, extra = bench.BENCHES["mlm", "pipeline input"](None, steps=2, warmup=1)
+    assert seconds == 0.5 and extra["input_cpu_seconds"] > 0
+    assert len(bench.BENCHES["mlm", "in-memory input"](None, steps=2, warmup=1)) == 3  # memory: no input work
 
 
 def test_child_process_reports_a_row_on_this_backend():
