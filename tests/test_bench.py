@@ -1,4 +1,5 @@
 import json
+import time
 
 import keras
 import numpy as np
@@ -39,8 +40,6 @@ def test_format_table_gives_ratios_to_keras_hub_and_hugging_face():
 
 
 def test_input_cpu_seconds_counts_the_pipelines_own_cpu_per_batch():
-    import time
-
     def busy(x):  # 10 ms of CPU on a tf.data thread
         start = time.thread_time()
         while time.thread_time() - start < 0.01:
