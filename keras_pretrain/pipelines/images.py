@@ -50,6 +50,7 @@ class ImageDataConfig:
     pretrain_on_labelled: bool = True  # the labelled set's images (minus held-out ones) are pre-training data too
     max_pretrain_examples: int | None = None  # the first N pre-training images only (smoke runs)
     flips: bool = False  # whether a mirrored image is still an image of its class (augmentation may flip)
+    pretrain_augment: bool = False  # shift (and flip, with `flips`) pre-training images as fine-tuning does
 
     def __post_init__(self):
         check(self.image_size is None or self.image_size >= 1, f"data.image_size must be at least 1; got {self.image_size}.")
@@ -103,6 +104,29 @@ class LatentConfig:
     target_layers: int = 2
     momentum: float = 0.996
     final_momentum: float = 1.0
+
+
+def image_augmentation(flips=False):
+    """`(images, training=True) -> images` for batches inside `tf.data`: random shifts of up to an eighth of the
+    side (a padded random crop), and mirror images if `flips`.
+
+    Keras's preprocessing layers switch to TensorFlow inside `tf.data` alone,
+    so it applies them layer by layer rather than as a `Sequential`.
+
+    Example:
+    >>> augment = image_augmentation(flips=True)
+    >>> batches = tf.data.Dataset.from_tensor_slices(images).batch(32).map(augment)
+    """
+    layers = [keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant")]
+    if flips:
+        layers.append(keras.layers.RandomFlip("horizontal"))
+
+    def augment(images, training=True):
+        for layer in layers:
+            images = layer(images, training=training)
+        return images
+
+    return augment
 
 
 OBJECTIVES = {"mae": MaskedAutoencoder, "simmim": SimMIM, "latent": LatentMaskedPrediction}
@@ -170,18 +194,7 @@ class ImageTask(FewLabelTask):
         return flatten_pixels(inputs)
 
     def augmentation(self):
-        """Random shifts of up to an eighth of the image (a padded random crop), and mirror images if allowed."""
-        layers = [keras.layers.RandomTranslation(0.125, 0.125, fill_mode="constant")]
-        if self.flips:
-            layers.append(keras.layers.RandomFlip("horizontal"))
-
-        # Layer by layer, not a Sequential: Keras's preprocessing layers switch to TensorFlow inside tf.data alone.
-        def augment(images, training=True):
-            for layer in layers:
-                images = layer(images, training=training)
-            return images
-
-        return augment
+        return image_augmentation(self.flips)
 
     def new_classifier(self, encoder=None, head=None):
         encoder = encoder.copy() if encoder is not None else self.new_encoder()
@@ -331,7 +344,10 @@ class ImagePipeline(Pipeline):
         else:
             weights = [s / sum(sizes) for s in sizes]
             mixed = tf.data.Dataset.sample_from_datasets(datasets, weights=weights, seed=self.config.seed)
-        return mixed.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE), steps
+        batches = mixed.batch(batch_size, drop_remainder=True)
+        if self.config.data.pretrain_augment:
+            batches = batches.map(image_augmentation(self.config.data.flips))  # one call at a time: seeded state
+        return batches.prefetch(tf.data.AUTOTUNE), steps
 
     def pretrain_model(self, image_shape, total_steps):
         """The compiled objective (`config.objective`) on a fresh encoder, its schedule `total_steps` long."""

@@ -1,5 +1,7 @@
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_pretrain.distribute import DistributionPlan
 from keras_pretrain.pipelines import (
@@ -9,6 +11,7 @@ from keras_pretrain.pipelines import (
     PretrainConfig,
 )
 from keras_pretrain.pipelines.base import steady_steps_per_second
+from keras_pretrain.pipelines.images import image_augmentation
 from tests.conftest import write_image_folder
 
 
@@ -82,6 +85,36 @@ def test_each_process_reads_its_own_share_of_the_files(tmp_path, folders):
         assert steps == 4 and all(len(batch) == 2 for batch in batches)  # 9 of 18 images each, local batches of 2
         seen.append({bytes(image) for batch in dataset.take(20).as_numpy_iterator() for image in batch})
     assert not seen[0] & seen[1]  # no image is read by both processes
+
+
+def test_pretraining_images_are_shifted_when_asked_the_same_way_on_every_rebuild(tmp_path, folders):
+    labelled, _, _ = folders
+    plain = pipeline(tmp_path, labelled=str(labelled))
+    shifted = pipeline(tmp_path, labelled=str(labelled), pretrain_augment=True)
+    data = plain.load_data()
+
+    def first_batches(images):
+        # As `fit_pretraining` builds them: a fresh copy with the seeds reset replays the same batches.
+        dataset = images.new_dataset(lambda: images.pretraining_dataset(data.pretraining)[0])
+        return np.concatenate(list(dataset.take(3).as_numpy_iterator())).astype("float32")
+
+    original, moved, again = first_batches(plain), first_batches(shifted), first_batches(shifted)
+    assert moved.shape == original.shape and np.array_equal(moved, again)  # reproducible, so a resumed run matches
+    assert not np.allclose(moved, original, atol=1)
+
+
+def test_augmentation_moves_each_image_whole_by_at_most_an_eighth_of_its_side():
+    images = np.zeros((64, 16, 16, 1), "uint8")
+    images[:, 6:10, 6:10] = 255  # a 4 x 4 square in the middle
+    keras.utils.set_random_seed(0)
+    batches = tf.data.Dataset.from_tensor_slices(images).batch(32).map(image_augmentation())
+    moved = np.concatenate(list(batches.as_numpy_iterator()))[..., 0]
+    np.testing.assert_allclose(moved.sum(axis=(1, 2)), 16 * 255, rtol=1e-3)  # all of it still there
+    rows, cols = np.indices((16, 16))
+    centres = np.stack([(moved * rows).sum(axis=(1, 2)), (moved * cols).sum(axis=(1, 2))], 1) / (16 * 255)
+    shifts = centres - 7.5
+    assert np.abs(shifts).max() <= 2 + 1e-3  # an eighth of 16 pixels
+    assert shifts.std(axis=0).min() > 0.5  # every image its own shift, in both directions
 
 
 def test_the_budget_becomes_epochs_and_steps_whatever_the_data_size(tmp_path, folders):
