@@ -81,6 +81,20 @@ def test_label_curve_draws_each_size_several_times_and_skips_what_a_class_cannot
     assert "labels per class" in format_curve(curve) and "±" in format_curve(curve)
 
 
+def test_fine_tuning_runs_its_epochs_of_steps_and_keeps_the_best_point_on_validation():
+    from keras_pretrain.evaluation import FewLabelEvaluation
+
+    task, splits, config, encoder = tiny_task_and_splits(finetune_grid=[(1e-3, 0.75), (3e-4, None)])
+    encoder.build((None, 28, 28, 1))
+    lines = []
+    evaluation = FewLabelEvaluation(task, splits, config, log=lines.append)
+    val_accuracy, model = evaluation.best_on_validation("fine-tune", config.finetune_grid, encoder)
+    assert evaluation.finetune_steps == 2 * 2  # 2 epochs of 6 labels in batches of 4
+    assert int(model.optimizer.iterations) == evaluation.finetune_steps
+    scores = [float(line.rsplit(" ", 1)[1].rstrip("%")) for line in lines]
+    assert len(scores) == 2 and 100 * val_accuracy == pytest.approx(max(scores), abs=0.01)
+
+
 def test_fine_tuning_batches_are_augmented_and_mixed_up():
     from keras_pretrain.evaluation import FewLabelEvaluation
 
@@ -104,3 +118,26 @@ def test_mixup_needs_inputs_that_blend():
     task.mixable = False
     with pytest.raises(ValueError, match="evaluation.mixup blends inputs, which ImageTask cannot"):
         FewLabelEvaluation(task, splits, config)
+
+
+def test_embeddings_of_several_inputs_come_back_in_order_as_the_classifier_computes_them():
+    from keras import ops
+
+    from keras_pretrain.evaluation import embed
+    from keras_pretrain.models import ImageClassifier
+    from tests.models.test_text_classifier import tiny_classifier
+
+    images = ImageClassifier(tiny_task_and_splits()[3], 3, pooling="flatten")
+    images.build((None, 28, 28, 1))
+    first, second = band_images(5)[0], band_images(9, seed=1)[0]
+    embedded = embed(images, first, second, batch_size=4)  # 14 images: the last batch is padded
+    assert [e.shape for e in embedded] == [(5, 16 * 16), (9, 16 * 16)]  # 16 patches of width 16
+    for inputs, embeddings in zip((first, second), embedded):
+        np.testing.assert_allclose(embeddings, ops.convert_to_numpy(images.embed(inputs)), atol=1e-5)
+
+    texts = tiny_classifier()
+    short, long = (texts.preprocess(["a cat runs"] * 3), texts.preprocess(["a green tree", "a dog", "leaf", "a"]))
+    embedded = embed(texts, *({k: ops.convert_to_numpy(v) for k, v in x.items()} for x in (short, long)), batch_size=4)
+    assert [e.shape for e in embedded] == [(3, 16), (4, 16)]
+    for inputs, embeddings in zip((short, long), embedded):
+        np.testing.assert_allclose(embeddings, ops.convert_to_numpy(texts.embed(inputs)), atol=1e-5)
