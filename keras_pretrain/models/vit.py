@@ -223,10 +223,21 @@ class ViTEncoder(keras.Model):
         self.check_images(images)
         return ops.cast(images, self.compute_dtype) / 255.0
 
-    def embed_patches(self, images):
-        """Images -> position-embedded patch tokens `(batch, num_patches, hidden_dim)`."""
+    def embed_patches(self, images, keep=None):
+        """Images -> position-embedded patch tokens `(batch, num_patches, hidden_dim)`.
+
+        With `keep`, `(batch, k)` patch indices, only those patches' tokens, in
+        that order, `(batch, k, hidden_dim)`: what gathering the full tokens
+        gives, with the projection (and its gradient) on `k` patches, not all.
+        """
         patches = patchify(self.pixels(images), self.patch_size)
-        return self.position_embedding(self.patch_projection(patches))
+        if keep is None:
+            return self.position_embedding(self.patch_projection(patches))
+        if not self.position_embedding.built:  # its table is read directly, not through a call that builds it
+            self.position_embedding.build((None, self.num_patches, self.hidden_dim))
+        kept = ops.take_along_axis(patches, keep[..., None], axis=1)
+        positions = ops.take(self.position_embedding.table, keep, axis=0)
+        return self.patch_projection(kept) + ops.cast(positions, self.patch_projection.compute_dtype)
 
     def transform(self, tokens, training=False):
         """Run the transformer blocks and final norm on any subset of patch tokens."""

@@ -106,7 +106,7 @@ class LatentMaskedPrediction(ChecksImages, keras.Model):
         predictor = transformer_flops(count_parameters(*self.predictor_blocks, self.predictor_norm, self.predictor_out),
                                       patches, self.predictor_depth, self.predictor_dim)
         teacher = transformer_flops(blocks, patches, encoder.depth, encoder.hidden_dim) / 3  # forward only
-        stem = 6 * count_parameters(encoder.patch_projection) * patches * 4 / 3  # student + teacher's forward
+        stem = count_parameters(encoder.patch_projection) * (6 * self.num_visible + 2 * patches)  # + teacher's forward
         return stem + student + 6 * count_parameters(self.predictor_embed) * self.num_visible + predictor + teacher
 
     def build(self, input_shape):
@@ -135,8 +135,7 @@ class LatentMaskedPrediction(ChecksImages, keras.Model):
         self.teacher_updates.assign(self.teacher_updates + 1.0)
 
     def call(self, images, noise=None, training=False):
-        tokens = self.encoder.embed_patches(images)
-        batch_size, num_patches, _ = ops.shape(tokens)
+        batch_size, num_patches = ops.shape(images)[0], self.encoder.num_patches
         if noise is None:
             noise = replica_uniform((batch_size, self.num_blocks), seed=self.seed_generator)
         if self.mask_block == 1:
@@ -146,8 +145,7 @@ class LatentMaskedPrediction(ChecksImages, keras.Model):
         order = visible_first(mask, ops.arange(num_patches, dtype="float32")[None] / num_patches)
         restore = ops.argsort(order, axis=1)
         keep = order[:, : self.num_visible]
-        visible = gather_tokens(tokens, keep)
-        latent = self.encoder.transform(visible, training=training)
+        latent = self.encoder.transform(self.encoder.embed_patches(images, keep), training=training)
 
         x = self.predictor_embed(latent)
         mask_tokens = ops.broadcast_to(

@@ -92,8 +92,7 @@ class MaskedAutoencoder(ChecksImages, keras.Model):
         self.built = True
 
     def call(self, images, noise=None, training=False):
-        tokens = self.encoder.embed_patches(images)
-        batch_size, num_patches, _ = ops.shape(tokens)
+        batch_size, num_patches = ops.shape(images)[0], self.encoder.num_patches
         if noise is None:
             noise = replica_uniform((batch_size, num_patches), seed=self.seed_generator)
         # Sorting uniform noise gives each sample its own random permutation; the
@@ -101,8 +100,7 @@ class MaskedAutoencoder(ChecksImages, keras.Model):
         shuffle = ops.argsort(noise, axis=1)
         restore = ops.argsort(shuffle, axis=1)
         keep = shuffle[:, : self.num_visible]
-        visible = gather_tokens(tokens, keep)
-        latent = self.encoder.transform(visible, training=training)
+        latent = self.encoder.transform(self.encoder.embed_patches(images, keep), training=training)
 
         x = self.decoder_embed(latent)
         mask_tokens = ops.broadcast_to(
@@ -120,7 +118,7 @@ class MaskedAutoencoder(ChecksImages, keras.Model):
     def flops_per_sample(self):
         """Training FLOPs per image: the encoder on the visible patches, the decoder on all of them."""
         encoder, patches = self.encoder, self.encoder.num_patches
-        stem = 6 * count_parameters(encoder.patch_projection) * patches
+        stem = 6 * count_parameters(encoder.patch_projection) * self.num_visible
         body = transformer_flops(count_parameters(*encoder.blocks, encoder.final_norm), self.num_visible,
                                  encoder.depth, encoder.hidden_dim)
         decoder = transformer_flops(count_parameters(*self.decoder_blocks, self.decoder_norm, self.decoder_pred),

@@ -28,6 +28,15 @@ def test_encoder_shapes_full_and_subset(images):
     assert tuple(encoder.transform(tokens[:, :4]).shape) == (8, 4, 32)
 
 
+def test_embedding_only_the_kept_patches_gives_the_tokens_of_those_patches(images):
+    encoder = small_encoder()
+    keep = np.random.default_rng(0).permuted(np.tile(np.arange(16), (8, 1)), axis=1)[:, :5].astype("int32")
+    kept = ops.convert_to_numpy(encoder.embed_patches(images, keep))
+    every = ops.convert_to_numpy(encoder.embed_patches(images))
+    assert kept.shape == (8, 5, 32)
+    np.testing.assert_allclose(kept, np.take_along_axis(every, keep[..., None], axis=1), atol=1e-5)
+
+
 def test_position_table_is_set_on_every_backend(images):
     # On JAX an assign() in build() is silently lost; the table must come from the initializer.
     encoder = small_encoder()
