@@ -456,7 +456,7 @@ class FewLabelEvaluation:
                  f"probe and kNN on {', '.join(encoders)}")
         val_labels, test_labels = self.splits.val.labels, self.splits.test.labels
 
-        def probe_runs(features, val, test, regularizations):
+        def logistic_regression_curve(features, val, test, regularizations):
             """Logistic regression on each draw's rows of `features`, `C` chosen on `val`; its test accuracies."""
             problems = [((pick(features, idx), pool.labels[idx]), (val, val_labels)) for idx in draws.values()]
             runs = {}
@@ -467,7 +467,7 @@ class FewLabelEvaluation:
         raw, val_raw, test_raw = (self.task.baseline_features(x) for x in (inputs, self.splits.val.inputs,
                                                                            self.splits.test.inputs))
         curve = {"baseline": {f"logistic regression ({self.task.baseline_name})":
-                              probe_runs(raw, val_raw, test_raw, self.config.baseline_regularizations)}}
+                              logistic_regression_curve(raw, val_raw, test_raw, self.config.baseline_regularizations)}}
         pool_features = self.task.classifier_inputs(inputs)
         for name, encoder in encoders.items():
             classifier = self.classifier(encoder)
@@ -479,8 +479,8 @@ class FewLabelEvaluation:
                                         self.config.knn_temperature)
                 predicted = knn_probabilities(*train, test, self.num_classes, neighbours, self.config.knn_temperature)
                 knn_runs.setdefault(k, []).append(float((predicted.argmax(1) == test_labels).mean()))
-            curve[name] = {"linear probe": probe_runs(matrix, val, test, self.config.probe_regularizations),
-                           "kNN": _summarize(knn_runs)}
+            probe = logistic_regression_curve(matrix, val, test, self.config.probe_regularizations)
+            curve[name] = {"linear probe": probe, "kNN": _summarize(knn_runs)}
         self.log(format_curve(curve))
         return curve
 
