@@ -21,7 +21,7 @@ def test_the_recipe_is_a_configuration_of_the_image_pipeline():
     config = load_recipe("mae_fashion_mnist")
     assert (config.data.labelled, config.data.test, config.data.image_size, config.data.channels) == (
         "fashion_mnist", "fashion_mnist:test", 28, 1)
-    assert (config.pretrain.epochs, config.pretrain.batch_size, config.encoder.patch_size) == (46, 256, 7)
+    assert (config.pretrain.epochs, config.pretrain.batch_size, config.encoder.patch_size) == (40, 256, 7)
     assert config.mae.mask_ratio == 0.8125  # 13 of 16 patches
     assert config.evaluation.augment and config.mae.norm_pix_loss and config.pooling == "flatten"
     assert (config.evaluation.labels_per_class, config.evaluation.val_per_class) == (10, 100)
