@@ -5,6 +5,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_pretrain.data import (
     CorpusError,
@@ -16,6 +17,7 @@ from keras_pretrain.data import (
     train_word_piece_tokenizer,
     train_word_piece_vocabulary,
 )
+from keras_pretrain.data.text import batch_by_width
 from keras_pretrain.objectives import MaskedLanguageModel
 
 SPECIAL = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
@@ -190,6 +192,23 @@ def test_batching_by_tokens_gives_every_width_the_same_token_budget(batch_multip
         bucketed_dataset(TextCorpus.from_texts(texts), fixed_tokenizer(), 12, batch_by="words")
     with pytest.raises(ValueError, match="batch_size 6 must be a multiple of batch_multiple 4"):
         bucketed_dataset(TextCorpus.from_texts(texts), fixed_tokenizer(), 12, batch_size=6, batch_multiple=4)
+
+
+@pytest.mark.parametrize("drop_remainder", [False, True])
+def test_batching_by_width_gives_tf_data_buckets_in_their_order(drop_remainder):
+    rng = np.random.default_rng(0)
+    documents = tf.data.Dataset.from_tensor_slices(
+        tf.ragged.constant([rng.integers(0, 9, rng.integers(1, 21)) for _ in range(200)], dtype=tf.int32))
+    widths, sizes = [4, 8, 12, 20], [5, 3, 3, 2]
+    expected = documents.map(tf.identity).bucket_by_sequence_length(
+        lambda document: tf.shape(document)[0], [width + 1 for width in widths], sizes + [1], padding_values=-1,
+        pad_to_bucket_boundary=True, drop_remainder=drop_remainder)
+    # Pools of 7 documents: part-filled buckets are carried over from pool to pool many times.
+    got = batch_by_width(documents, widths, sizes, drop_remainder=drop_remainder, pool_size=7)
+    expected, got = [b.numpy().tolist() for b in expected], [b.numpy().tolist() for b in got]
+    assert len(expected) > 60 and got == expected
+    with pytest.raises(ValueError, match=r"widths must increase .* got \[8, 4\] and \[5, 3\]"):
+        batch_by_width(documents, [8, 4], [5, 3])
 
 
 @pytest.mark.parametrize("cache", [False, True])
