@@ -707,11 +707,12 @@ def batch_by_width(documents, widths, batch_sizes, drop_remainder=False, pool_si
     batches, in its order, at a fraction of its cost.
 
     A document of length `n` (at most the last of the increasing `widths`)
-    joins the bucket of the smallest of `widths` at least `n`; bucket `i` emits a batch of its `batch_sizes[i]` documents,
-    padded to `widths[i]`, with the document that fills it. `tf.data`'s own
-    grouping costs about 30 microseconds a document; here documents come in
-    pools of `pool_size` and are bucketed with a few vectorized ops a pool,
-    the part-filled buckets carried from pool to pool. At the end of the
+    joins the bucket of the smallest of `widths` at least `n`; bucket `i`
+    emits a batch of its `batch_sizes[i]` documents, padded to `widths[i]`,
+    with the document that fills it. `tf.data`'s own grouping costs about 30
+    microseconds a document; here documents come in pools of `pool_size` and
+    are bucketed with a few vectorized ops a pool, the part-filled buckets
+    (each at most one batch) carried from pool to pool. At the end of the
     stream each part-filled bucket is a last, smaller batch, in bucket order,
     or dropped with `drop_remainder`.
 
@@ -724,41 +725,42 @@ def batch_by_width(documents, widths, batch_sizes, drop_remainder=False, pool_si
         documents = documents.map(tf.identity)  # now plain tensors, which `padded_batch` takes
     if list(widths) != sorted(set(widths)) or len(batch_sizes) != len(widths):
         raise ValueError(f"widths must increase and batch_sizes give one size a width; got {widths} and {batch_sizes}.")
-    most, buckets, sequence_length = max(batch_sizes), len(widths), widths[-1]
-    edges = tf.constant(widths)
+    sequence_length, edges = widths[-1], tf.constant(widths)
+    slots = max(size * width for size, width in zip(batch_sizes, widths))  # the largest batch, flat
 
-    def add_pool(state, pool):
+    def add_pool(held, pool):
+        """`held`: each bucket's part-filled batch, `(size, width)`, and how many rows of it are filled."""
         rows, is_last = pool
-        held, counts = state  # each bucket's part-filled batch, padded to (most, sequence_length), and its rows
         bucket = tf.searchsorted(edges, tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1), side="left")
         flush = tf.logical_and(is_last, not drop_remainder)
-        batches, sizes, ends, next_held, next_counts = [], [], [], [], []
-        for i, size in enumerate(batch_sizes):
+        batches, counts, ends, next_held = [], [], [], []
+        for i, (size, width) in enumerate(zip(batch_sizes, widths)):
+            part, count = held[i]
             arrivals = tf.cast(tf.where(bucket == i)[:, 0], tf.int32)
-            queue = tf.concat([held[i, : counts[i]], tf.gather(rows, arrivals)], axis=0)
-            count = tf.shape(queue)[0]
-            taken = tf.where(flush, count, count // size * size)
+            queue = tf.concat([part[:count], tf.gather(rows, arrivals)[:, :width]], axis=0)
+            queued = tf.shape(queue)[0]
+            taken = tf.where(flush, queued, queued // size * size)
             emitted = (taken + size - 1) // size
             starts = tf.range(emitted) * size
-            sizes.append(tf.minimum(size, taken - starts))
+            counts.append(tf.minimum(size, taken - starts))
             batch = tf.pad(queue[:taken], [[0, emitted * size - taken], [0, 0]], constant_values=-1)
-            batches.append(tf.pad(tf.reshape(batch, [emitted, size, sequence_length]), [[0, 0], [0, most - size], [0, 0]],
-                                  constant_values=-1))
+            batches.append(tf.pad(tf.reshape(batch, [emitted, size * width]), [[0, 0], [0, slots - size * width]]))
             # A batch comes out where the document that fills it arrived; the stream's part-filled ones after all.
-            filler = starts + size - 1 - counts[i]
-            arrived = tf.size(arrivals)
-            ends.append(tf.gather(tf.concat([arrivals, [tf.shape(rows)[0] + i]], 0), tf.minimum(filler, arrived)))
+            filler = tf.minimum(starts + size - 1 - count, tf.size(arrivals))
+            ends.append(tf.gather(tf.concat([arrivals, [tf.shape(rows)[0] + i]], 0), filler))
             left = queue[taken:]
-            next_held.append(tf.pad(left, [[0, most - tf.shape(left)[0]], [0, 0]], constant_values=-1))
-            next_counts.append(count - taken)
+            next_held.append((tf.pad(left, [[0, size - tf.shape(left)[0]], [0, 0]], constant_values=-1), queued - taken))
         order = tf.argsort(tf.concat(ends, 0), stable=True)
-        return (tf.stack(next_held), tf.stack(next_counts)), (
-            tf.gather(tf.concat(batches, 0), order), tf.gather(tf.concat(sizes, 0), order),
-            tf.gather(tf.concat([tf.fill([tf.size(s)], i) for i, s in enumerate(sizes)], 0), order))
+        buckets = tf.concat([tf.fill([tf.size(c)], i) for i, c in enumerate(counts)], 0)
+        return tuple(next_held), tuple(tf.gather(tf.concat(t, 0), order) for t in (batches, counts, [buckets]))
+
+    def unflatten(batch, count, bucket):
+        size, width = tf.gather(batch_sizes, bucket), edges[bucket]
+        return tf.reshape(batch[: size * width], [size, width])[:count]
 
     # padded_batch costs a microsecond or two a document, ragged_batch about 25.
     pools = documents.padded_batch(pool_size, [sequence_length], padding_values=-1).map(lambda pool: (pool, False))
     pools = pools.concatenate(tf.data.Dataset.from_tensors((tf.zeros([0, sequence_length], tf.int32), True)))
-    start = (tf.fill([buckets, most, sequence_length], -1), tf.zeros([buckets], tf.int32))
+    start = tuple((tf.fill([size, width], -1), 0) for size, width in zip(batch_sizes, widths))
     batches = pools.scan(start, add_pool).flat_map(lambda *pool: tf.data.Dataset.from_tensor_slices(pool))
-    return batches.map(lambda batch, size, bucket: batch[:size, : edges[bucket]])
+    return batches.map(unflatten)
