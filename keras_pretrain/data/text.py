@@ -686,7 +686,8 @@ def bucketed_dataset(
         column = tf.ones([tf.shape(texts)[0], 1], tf.int32)
         return tf.concat([column * cls_id, tokens, column * sep_id], axis=1)
 
-    # Mapped before the cache, the rows of the ragged batches are plain tensors there (see `batch_by_width`).
+    # Unbatched ragged rows are typed as ragged; mapped before the cache, the cache holds plain tensors, which
+    # `batch_by_width` takes as they are (it would otherwise map them on every pass).
     documents = corpus.dataset().batch(documents_per_read).map(tokenize).unbatch().map(tf.identity)
     if cache:
         documents = documents.cache()
@@ -703,8 +704,8 @@ def bucketed_dataset(
 
 
 def batch_by_width(documents, widths, batch_sizes, drop_remainder=False, pool_size=1024):
-    """Batch a `tf.data` stream of 1-D int32 `documents` by length, padded with -1: `bucket_by_sequence_length`'s
-    batches, in its order, at a fraction of its cost.
+    """Batch a `tf.data` stream of 1-D int32 `documents` (non-negative ids) by length, padded with -1:
+    `bucket_by_sequence_length`'s batches, in its order, at a fraction of its cost.
 
     A document of length `n` (at most the last of the increasing `widths`)
     joins the bucket of the smallest of `widths` at least `n`; bucket `i`
@@ -723,8 +724,11 @@ def batch_by_width(documents, widths, batch_sizes, drop_remainder=False, pool_si
     """
     if isinstance(documents.element_spec, tf.RaggedTensorSpec):  # rows of a ragged batch, typed as ragged
         documents = documents.map(tf.identity)  # now plain tensors, which `padded_batch` takes
-    if list(widths) != sorted(set(widths)) or len(batch_sizes) != len(widths):
-        raise ValueError(f"widths must increase and batch_sizes give one size a width; got {widths} and {batch_sizes}.")
+    if not widths or list(widths) != sorted(set(widths)) or len(batch_sizes) != len(widths) or min(batch_sizes) < 1:
+        raise ValueError(f"widths must increase and batch_sizes give one size (at least 1) a width; got {widths} and "
+                         f"{batch_sizes}.")
+    if documents.element_spec.dtype != tf.int32:
+        raise ValueError(f"documents must be int32 token ids; got {documents.element_spec.dtype.name}: cast them first.")
     sequence_length, edges = widths[-1], tf.constant(widths)
     slots = max(size * width for size, width in zip(batch_sizes, widths))  # the largest batch, flat
 
@@ -745,7 +749,8 @@ def batch_by_width(documents, widths, batch_sizes, drop_remainder=False, pool_si
             counts.append(tf.minimum(size, taken - starts))
             batch = tf.pad(queue[:taken], [[0, emitted * size - taken], [0, 0]], constant_values=-1)
             batches.append(tf.pad(tf.reshape(batch, [emitted, size * width]), [[0, 0], [0, slots - size * width]]))
-            # A batch comes out where the document that fills it arrived; the stream's part-filled ones after all.
+            # A batch comes out where the document that fills it arrived. Only the end marker's pool (no rows)
+            # emits part-filled batches: their index sorts them after any arrival, in bucket order.
             filler = tf.minimum(starts + size - 1 - count, tf.size(arrivals))
             ends.append(tf.gather(tf.concat([arrivals, [tf.shape(rows)[0] + i]], 0), filler))
             left = queue[taken:]
@@ -762,5 +767,5 @@ def batch_by_width(documents, widths, batch_sizes, drop_remainder=False, pool_si
     pools = documents.padded_batch(pool_size, [sequence_length], padding_values=-1).map(lambda pool: (pool, False))
     pools = pools.concatenate(tf.data.Dataset.from_tensors((tf.zeros([0, sequence_length], tf.int32), True)))
     start = tuple((tf.fill([size, width], -1), 0) for size, width in zip(batch_sizes, widths))
-    batches = pools.scan(start, add_pool).flat_map(lambda *pool: tf.data.Dataset.from_tensor_slices(pool))
+    batches = pools.scan(start, add_pool).unbatch()
     return batches.map(unflatten)

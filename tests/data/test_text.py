@@ -207,8 +207,18 @@ def test_batching_by_width_gives_tf_data_buckets_in_their_order(drop_remainder):
     got = batch_by_width(documents, widths, sizes, drop_remainder=drop_remainder, pool_size=7)
     expected, got = [b.numpy().tolist() for b in expected], [b.numpy().tolist() for b in got]
     assert len(expected) > 60 and got == expected
+
+
+def test_batching_by_width_ends_with_part_filled_buckets_in_bucket_order():
+    # The wide bucket's document arrives first; tf.data flushes its groups by key, so the narrow one comes first.
+    documents = tf.data.Dataset.from_tensor_slices(tf.ragged.constant([[1, 2, 3, 4, 5], [1]], dtype=tf.int32))
+    got = [b.numpy().tolist() for b in batch_by_width(documents, [3, 5], [2, 2])]
+    assert got == [[[1, -1, -1]], [[1, 2, 3, 4, 5]]]
+    assert list(batch_by_width(documents, [3, 5], [2, 2], drop_remainder=True)) == []
     with pytest.raises(ValueError, match=r"widths must increase .* got \[8, 4\] and \[5, 3\]"):
         batch_by_width(documents, [8, 4], [5, 3])
+    with pytest.raises(ValueError, match="documents must be int32 token ids; got int64: cast them first"):
+        batch_by_width(documents.map(lambda document: tf.cast(document, tf.int64)), [3, 5], [2, 2])
 
 
 @pytest.mark.parametrize("cache", [False, True])
