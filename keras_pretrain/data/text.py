@@ -559,6 +559,11 @@ def _framing_token_ids(corpus, tokenizer, sequence_length):
     return index["[CLS]"], index["[SEP]"], index["[PAD]"]
 
 
+def _then_end(dataset, empty):
+    """`(element, False)` for each element of `dataset`, then `(empty, True)`: a `scan` can flush what it holds."""
+    return dataset.map(lambda element: (element, False)).concatenate(tf.data.Dataset.from_tensors((empty, True)))
+
+
 def packed_dataset(
     corpus,
     tokenizer,
@@ -615,8 +620,7 @@ def packed_dataset(
         }
 
     # Pieces are cut a read at a time: a token at a time (unbatch, then batch) costs about half a microsecond a token.
-    reads = corpus.dataset().batch(documents_per_read).map(tokenize).map(lambda tokens: (tokens, False))
-    reads = reads.concatenate(tf.data.Dataset.from_tensors((tf.zeros([0], tf.int32), True)))
+    reads = _then_end(corpus.dataset().batch(documents_per_read).map(tokenize), tf.zeros([0], tf.int32))
     sequences = reads.scan(tf.zeros([0], tf.int32), cut).unbatch().map(frame)
     if shuffle_buffer:
         sequences = sequences.shuffle(shuffle_buffer, seed=seed)
@@ -764,8 +768,8 @@ def batch_by_width(documents, widths, batch_sizes, drop_remainder=False, pool_si
         return tf.reshape(batch[: size * width], [size, width])[:count]
 
     # padded_batch costs a microsecond or two a document, ragged_batch about 25.
-    pools = documents.padded_batch(pool_size, [sequence_length], padding_values=-1).map(lambda pool: (pool, False))
-    pools = pools.concatenate(tf.data.Dataset.from_tensors((tf.zeros([0, sequence_length], tf.int32), True)))
+    pools = _then_end(documents.padded_batch(pool_size, [sequence_length], padding_values=-1),
+                      tf.zeros([0, sequence_length], tf.int32))
     start = tuple((tf.fill([size, width], -1), 0) for size, width in zip(batch_sizes, widths))
     batches = pools.scan(start, add_pool).unbatch()
     return batches.map(unflatten)
