@@ -5,6 +5,8 @@ import numpy as np
 from keras import ops
 from keras_hub.layers import TransformerEncoder
 
+from keras_pretrain.models.gradient_barrier import gradient_barrier
+
 
 def patchify(images, patch_size):
     """Split `(batch, height, width, channels)` images into flat patches.
@@ -93,10 +95,22 @@ class PositionEmbedding(keras.layers.Layer):
         return {**super().get_config(), "grid_size": self.grid_size}
 
 
+@keras.saving.register_keras_serializable(package="keras_pretrain")
+class PreNormBlock(TransformerEncoder):
+    """keras-hub's `TransformerEncoder` whose input passes a `gradient_barrier` (faster backward on JAX's CPU).
+
+    >>> PreNormBlock(intermediate_dim=64, num_heads=2, normalize_first=True)(np.zeros((2, 16, 32))).shape
+    (2, 16, 32)
+    """
+
+    def call(self, inputs, *args, **kwargs):
+        return super().call(gradient_barrier(inputs), *args, **kwargs)
+
+
 def transformer_blocks(depth, width, num_heads, mlp_ratio, name):
-    """Pre-norm transformer blocks (keras-hub's encoder layer), named `{name}_{i}`."""
+    """Pre-norm transformer blocks (`PreNormBlock`), named `{name}_{i}`."""
     return [
-        TransformerEncoder(
+        PreNormBlock(
             intermediate_dim=width * mlp_ratio,
             num_heads=num_heads,
             activation="gelu",
