@@ -17,12 +17,19 @@ def gradient_barrier(x):
     of the step of a 6-block MAE encoder). Passing the block inputs through
     this barrier makes each block's incoming gradient one buffer. XLA:CPU
     drops `optimization_barrier` before fusing, so the barrier is a
-    conditional, a boundary its fusion does not cross. On TensorFlow, torch
-    and JAX on other platforms it returns `x` unchanged.
+    conditional, a boundary its fusion does not cross; compiled for other
+    platforms it is a plain identity. On TensorFlow and torch it returns `x`.
+
+    On JAX it is a `jax.custom_vjp`: reverse-mode differentiation (what
+    training uses) works, forward mode (`jax.jvp`, `jax.hessian`) does not,
+    and the result carries no Keras mask. Call it on tensors inside a layer's
+    `call`, not on symbolic `keras.Input`s.
 
     Example:
-    >>> for block in blocks:
-    ...     tokens = block(gradient_barrier(tokens))
+    >>> def call(self, tokens):
+    ...     for block in self.blocks:
+    ...         tokens = block(gradient_barrier(tokens))
+    ...     return tokens
     """
     if keras.backend.backend() != "jax":
         return x
@@ -34,17 +41,20 @@ def _jax_gradient_barrier():
     import jax
     import jax.numpy as jnp
 
+    def materialize(gradient):
+        if gradient.size == 0:
+            return gradient
+        # The predicate must be a run-time value (a constant one is folded away) and the branches must
+        # differ (identical ones are merged); both give the gradient, `+ 0.0` only turning -0.0 into 0.0.
+        first_is_nan = jnp.isnan(gradient.reshape(-1)[0])
+        return jax.lax.cond(first_is_nan, lambda g: g + 0.0, lambda g: g, gradient)
+
     @jax.custom_vjp
     def barrier(x):
         return x
 
     def backward(_, gradient):
-        if jax.default_backend() != "cpu":
-            return (gradient,)
-        # The predicate must be a run-time value (a constant one is folded away) and the branches must
-        # differ (identical ones are merged); both give the gradient, `+ 0.0` only turning -0.0 into 0.0.
-        first_is_nan = jnp.isnan(gradient.reshape(-1)[0])
-        return (jax.lax.cond(first_is_nan, lambda g: g + 0.0, lambda g: g, gradient),)
+        return (jax.lax.platform_dependent(gradient, cpu=materialize, default=lambda g: g),)
 
     barrier.defvjp(lambda x: (x, None), backward)
     return barrier

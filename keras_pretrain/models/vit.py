@@ -95,22 +95,10 @@ class PositionEmbedding(keras.layers.Layer):
         return {**super().get_config(), "grid_size": self.grid_size}
 
 
-@keras.saving.register_keras_serializable(package="keras_pretrain")
-class PreNormBlock(TransformerEncoder):
-    """keras-hub's `TransformerEncoder` whose input passes a `gradient_barrier` (faster backward on JAX's CPU).
-
-    >>> PreNormBlock(intermediate_dim=64, num_heads=2, normalize_first=True)(np.zeros((2, 16, 32))).shape
-    (2, 16, 32)
-    """
-
-    def call(self, inputs, *args, **kwargs):
-        return super().call(gradient_barrier(inputs), *args, **kwargs)
-
-
 def transformer_blocks(depth, width, num_heads, mlp_ratio, name):
-    """Pre-norm transformer blocks (`PreNormBlock`), named `{name}_{i}`."""
+    """Pre-norm transformer blocks (keras-hub's `TransformerEncoder`), named `{name}_{i}`; run them with `run_blocks`."""
     return [
-        PreNormBlock(
+        TransformerEncoder(
             intermediate_dim=width * mlp_ratio,
             num_heads=num_heads,
             activation="gelu",
@@ -120,6 +108,23 @@ def transformer_blocks(depth, width, num_heads, mlp_ratio, name):
         )
         for i in range(depth)
     ]
+
+
+def run_blocks(blocks, tokens, training=False):
+    """Every block's output, in order, each block reading the previous one's through a `gradient_barrier`.
+
+    The barrier makes JAX's backward pass on CPU faster and changes nothing
+    else; it drops Keras masks on JAX, so these blocks take no padding mask.
+
+    >>> outputs = run_blocks(transformer_blocks(2, 32, 2, 2, "block"), np.zeros((2, 16, 32)))
+    >>> len(outputs), outputs[-1].shape
+    (2, (2, 16, 32))
+    """
+    outputs = []
+    for block in blocks:
+        tokens = block(gradient_barrier(tokens), training=training)
+        outputs.append(tokens)
+    return outputs
 
 
 def check_image_array(images, image_shape):
@@ -255,17 +260,11 @@ class ViTEncoder(keras.Model):
 
     def transform(self, tokens, training=False):
         """Run the transformer blocks and final norm on any subset of patch tokens."""
-        for block in self.blocks:
-            tokens = block(tokens, training=training)
-        return self.final_norm(tokens)
+        return self.final_norm(run_blocks(self.blocks, tokens, training)[-1])
 
     def hidden_states(self, tokens, training=False):
         """Every block's output for `tokens` (before the final norm): the targets of latent prediction."""
-        states = []
-        for block in self.blocks:
-            tokens = block(tokens, training=training)
-            states.append(tokens)
-        return states
+        return run_blocks(self.blocks, tokens, training)
 
     def call(self, images, training=False):
         return self.transform(self.embed_patches(images), training=training)

@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
-from keras_pretrain.models.vit import ChecksImages, PositionEmbedding, transformer_blocks
+from keras_pretrain.models.vit import ChecksImages, PositionEmbedding, run_blocks, transformer_blocks
 from keras_pretrain.objectives.masking import block_mask, gather_tokens, num_masked, random_mask, visible_first
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
@@ -153,8 +153,7 @@ class LatentMaskedPrediction(ChecksImages, keras.Model):
         )
         x = gather_tokens(ops.concatenate([x, mask_tokens], axis=1), restore)
         x = self.predictor_position(x)
-        for block in self.predictor_blocks:
-            x = block(x, training=training)
+        x = run_blocks(self.predictor_blocks, x, training)[-1]
         predictions = self.predictor_out(self.predictor_norm(x))
         targets = self.targets(images)
         if training:

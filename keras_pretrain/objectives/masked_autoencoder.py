@@ -4,7 +4,14 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
-from keras_pretrain.models.vit import ChecksImages, PositionEmbedding, patchify, transformer_blocks, unpatchify
+from keras_pretrain.models.vit import (
+    ChecksImages,
+    PositionEmbedding,
+    patchify,
+    run_blocks,
+    transformer_blocks,
+    unpatchify,
+)
 from keras_pretrain.objectives.masking import gather_tokens
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
@@ -109,8 +116,7 @@ class MaskedAutoencoder(ChecksImages, keras.Model):
         x = ops.concatenate([x, mask_tokens], axis=1)
         x = gather_tokens(x, restore)
         x = self.decoder_position(x)
-        for block in self.decoder_blocks:
-            x = block(x, training=training)
+        x = run_blocks(self.decoder_blocks, x, training)[-1]
         pixels = self.decoder_pred(self.decoder_norm(x))
         mask = ops.cast(restore >= self.num_visible, pixels.dtype)
         return {"pixels": pixels, "mask": mask}

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -86,3 +88,12 @@ def test_layer_ids_follow_depth(images):
     assert ids["vit_encoder/patch_projection/kernel"] == 0
     assert {i for p, i in ids.items() if "/block_1/" in p} == {2}
     assert max(ids.values()) == 3  # the final norm sits above the blocks
+
+
+def test_weights_saved_by_earlier_versions_load():
+    # Written by the encoder of 2026-12 (commit 51cec7f), weights set to values no initializer gives.
+    encoder = ViTEncoder(image_size=8, channels=1, patch_size=4, hidden_dim=8, depth=2, num_heads=2, mlp_ratio=2)
+    encoder.build((None, 8, 8, 1))
+    encoder.load_weights(Path(__file__).parent / "fixtures" / "vit_encoder_2026_12.weights.h5")
+    for i, weight in enumerate(encoder.get_weights()):
+        np.testing.assert_array_equal(weight, np.linspace(-1, 1, weight.size, dtype="float32").reshape(weight.shape) + i)
