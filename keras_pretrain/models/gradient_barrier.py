@@ -25,10 +25,12 @@ def gradient_barrier(x):
     and the result carries no Keras mask. Call it on tensors inside a layer's
     `call`, not on symbolic `keras.Input`s.
 
+    `keras_pretrain.models.vit.run_blocks` runs a stack of blocks this way.
+
     Example:
-    >>> def call(self, tokens):
+    >>> def call(self, tokens, training=False):
     ...     for block in self.blocks:
-    ...         tokens = block(gradient_barrier(tokens))
+    ...         tokens = block(gradient_barrier(tokens), training=training)
     ...     return tokens
     """
     if keras.backend.backend() != "jax":

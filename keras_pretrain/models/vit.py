@@ -111,20 +111,18 @@ def transformer_blocks(depth, width, num_heads, mlp_ratio, name):
 
 
 def run_blocks(blocks, tokens, training=False):
-    """Every block's output, in order, each block reading the previous one's through a `gradient_barrier`.
+    """Run `blocks` one after the other, each reading the previous one's output through a `gradient_barrier`.
 
-    The barrier makes JAX's backward pass on CPU faster and changes nothing
-    else; it drops Keras masks on JAX, so these blocks take no padding mask.
+    The barrier makes JAX's backward pass on CPU faster and changes no value
+    beyond float rounding. On JAX it drops Keras masks, so these blocks take
+    no padding mask. No blocks: the tokens come back unchanged.
 
-    >>> outputs = run_blocks(transformer_blocks(2, 32, 2, 2, "block"), np.zeros((2, 16, 32)))
-    >>> len(outputs), outputs[-1].shape
-    (2, (2, 16, 32))
+    >>> run_blocks(transformer_blocks(2, 32, 2, 2, "block"), np.zeros((2, 16, 32))).shape
+    (2, 16, 32)
     """
-    outputs = []
     for block in blocks:
         tokens = block(gradient_barrier(tokens), training=training)
-        outputs.append(tokens)
-    return outputs
+    return tokens
 
 
 def check_image_array(images, image_shape):
@@ -260,11 +258,15 @@ class ViTEncoder(keras.Model):
 
     def transform(self, tokens, training=False):
         """Run the transformer blocks and final norm on any subset of patch tokens."""
-        return self.final_norm(run_blocks(self.blocks, tokens, training)[-1])
+        return self.final_norm(run_blocks(self.blocks, tokens, training))
 
     def hidden_states(self, tokens, training=False):
         """Every block's output for `tokens` (before the final norm): the targets of latent prediction."""
-        return run_blocks(self.blocks, tokens, training)
+        states = []
+        for block in self.blocks:
+            tokens = run_blocks([block], tokens, training)
+            states.append(tokens)
+        return states
 
     def call(self, images, training=False):
         return self.transform(self.embed_patches(images), training=training)

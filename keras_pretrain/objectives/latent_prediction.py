@@ -153,7 +153,7 @@ class LatentMaskedPrediction(ChecksImages, keras.Model):
         )
         x = gather_tokens(ops.concatenate([x, mask_tokens], axis=1), restore)
         x = self.predictor_position(x)
-        x = run_blocks(self.predictor_blocks, x, training)[-1]
+        x = run_blocks(self.predictor_blocks, x, training)
         predictions = self.predictor_out(self.predictor_norm(x))
         targets = self.targets(images)
         if training:

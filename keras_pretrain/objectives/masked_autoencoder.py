@@ -116,7 +116,7 @@ class MaskedAutoencoder(ChecksImages, keras.Model):
         x = ops.concatenate([x, mask_tokens], axis=1)
         x = gather_tokens(x, restore)
         x = self.decoder_position(x)
-        x = run_blocks(self.decoder_blocks, x, training)[-1]
+        x = run_blocks(self.decoder_blocks, x, training)
         pixels = self.decoder_pred(self.decoder_norm(x))
         mask = ops.cast(restore >= self.num_visible, pixels.dtype)
         return {"pixels": pixels, "mask": mask}

@@ -91,9 +91,10 @@ def test_layer_ids_follow_depth(images):
 
 
 def test_weights_saved_by_earlier_versions_load():
-    # Written by the encoder of 2026-12 (commit 51cec7f), weights set to values no initializer gives.
+    # Written by the encoder of commit 51cec7f, this config built, each weight (in get_weights order) set to
+    # linspace(-1, 1, size) + its index, values no initializer gives, then save_weights.
     encoder = ViTEncoder(image_size=8, channels=1, patch_size=4, hidden_dim=8, depth=2, num_heads=2, mlp_ratio=2)
     encoder.build((None, 8, 8, 1))
-    encoder.load_weights(Path(__file__).parent / "fixtures" / "vit_encoder_2026_12.weights.h5")
+    encoder.load_weights(Path(__file__).parent / "fixtures" / "vit_encoder_51cec7f.weights.h5")
     for i, weight in enumerate(encoder.get_weights()):
         np.testing.assert_array_equal(weight, np.linspace(-1, 1, weight.size, dtype="float32").reshape(weight.shape) + i)

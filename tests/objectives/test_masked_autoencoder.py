@@ -109,6 +109,13 @@ def test_fit_without_labels_learns(images):
     assert losses[-1] < 0.6 * losses[0]
 
 
+def test_a_decoder_without_blocks_is_a_linear_decoder(images):
+    mae = MaskedAutoencoder(ViTEncoder(patch_size=7, hidden_dim=32, depth=1, num_heads=2), decoder_dim=16,
+                            decoder_depth=0, seed=1)
+    assert mae.decoder_blocks == []
+    assert tuple(mae(images)["pixels"].shape) == (8, 16, 49)
+
+
 def test_reconstruct_keeps_visible_patches(images):
     mae = small_mae()
     shown = mae.reconstruct(images)
