@@ -1,11 +1,24 @@
 """Shared fixtures. The backend is fixed per pytest run by KERAS_BACKEND."""
 
+import atexit
 import gzip
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
-import keras
+# One jax compilation cache per test session, set before jax is imported: the
+# tests compile the same small train steps again and again, in this process and
+# in the CLI and worker processes they start (which inherit the environment).
+# Compilation is most of a jax test's time on CPU; the cache changes no result.
+_jax_cache = tempfile.mkdtemp(prefix="keras-pretrain-jax-cache-")
+atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _jax_cache)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+import keras  # noqa: E402
 import numpy as np
 import pytest
 
