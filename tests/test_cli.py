@@ -104,6 +104,7 @@ def test_run_on_a_folder_of_images_writes_results_plots_and_a_verified_export(ca
     assert written["data"]["pretraining_images"] == 20 and written["data"]["image_shape"] == [20, 20, 3]
     assert "images resized to 20x20 (data.image_size: from the smallest side, at most 64); 3 channels (data.channels: " \
            "some images have colour); patches of 5 pixels, a 4x4 grid (encoder.patch_size)" in out
+    assert "2 steps of 8 images = 1 epoch of 2 steps (pretrain.epochs)" in out
     assert written["config"]["encoder"]["patch_size"] == 5 and written["pretrain_steps"] == 2  # quick: 20 images / 8, one epoch
     assert 0 < written["pretrain_mfu"] < 1 and written["peak_flops"] > 1e9
     assert list((tmp_path / "run" / "logs" / "train").glob("events.out.tfevents.*"))  # TensorBoard

@@ -112,6 +112,16 @@ def steady_steps_per_second(step_seconds):
     return float(1 / steady.mean())
 
 
+def counted(number, noun):
+    """`number noun`, the noun in the plural unless the number is 1.
+
+    Example:
+    >>> f"{counted(1, 'epoch')} of {counted(14, 'step')}"
+    '1 epoch of 14 steps'
+    """
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 BUDGET_KEYS = ("pretrain.budget_minutes", "pretrain.steps", "pretrain.epochs")
 
 

@@ -21,7 +21,7 @@ from keras_pretrain.data.splits import split_labelled
 from keras_pretrain.evaluation import EvaluationConfig, FewLabelSplits, FewLabelTask, LabelPool, Split
 from keras_pretrain.models import ImageClassifier, ViTEncoder
 from keras_pretrain.objectives import LatentMaskedPrediction, MaskedAutoencoder, SimMIM
-from keras_pretrain.pipelines.base import ExportConfig, Pipeline, PipelineData, PretrainConfig, dtype_policy
+from keras_pretrain.pipelines.base import ExportConfig, Pipeline, PipelineData, PretrainConfig, counted, dtype_policy
 from keras_pretrain.throughput import Throughput
 
 
@@ -382,7 +382,8 @@ class ImagePipeline(Pipeline):
         objective = self.config.objective
         self.log("Choices: " + "; ".join([
             *getattr(self, "choices", []),
-            f"{epochs * steps} steps of {self.config.pretrain.batch_size} images = {epochs} epochs of {steps} steps "
+            f"{counted(epochs * steps, 'step')} of {self.config.pretrain.batch_size} images = "
+            f"{counted(epochs, 'epoch')} of {counted(steps, 'step')} "
             f"({why})",
             f"objective {objective}, mask ratio {getattr(self.config, objective).mask_ratio:g}",
         ]))

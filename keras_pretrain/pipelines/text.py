@@ -32,7 +32,7 @@ from keras_pretrain.data.text import (
 from keras_pretrain.evaluation import EvaluationConfig, FewLabelSplits, FewLabelTask, LabelPool, Split
 from keras_pretrain.models import TextClassifier
 from keras_pretrain.objectives import MaskedLanguageModel
-from keras_pretrain.pipelines.base import ExportConfig, Pipeline, PipelineData, PretrainConfig, dtype_policy
+from keras_pretrain.pipelines.base import ExportConfig, Pipeline, PipelineData, PretrainConfig, counted, dtype_policy
 from keras_pretrain.throughput import Throughput
 
 
@@ -385,7 +385,8 @@ class TextPipeline(Pipeline):
             f"validation, {len(splits.test)} test texts"
             + (" (held out of the labelled texts, stratified; not pre-trained on)" if data.description["test_carved"] else "")
         )
-        self.log(f"Choices: {epochs * steps} steps = {epochs} epochs of {steps} steps ({why}); mask rate "
+        self.log(f"Choices: {counted(epochs * steps, 'step')} = {counted(epochs, 'epoch')} of {counted(steps, 'step')} "
+                 f"({why}); mask rate "
                  f"{self.config.mlm.mask_rate:g}; {self.config.data.batching} batches")
         with self.distribution.scope():
             mlm = self.pretrain_model(tokenizer, epochs * steps)

@@ -10,7 +10,7 @@ from keras_pretrain.pipelines import (
     ImagePipelineConfig,
     PretrainConfig,
 )
-from keras_pretrain.pipelines.base import steady_steps_per_second
+from keras_pretrain.pipelines.base import counted, steady_steps_per_second
 from keras_pretrain.pipelines.images import image_augmentation
 from tests.conftest import write_image_folder
 
@@ -140,6 +140,11 @@ def test_a_time_budget_is_measured_on_the_model_itself(tmp_path, folders):
     rate = float(why.split(" at ")[1].split(" steps/s")[0])
     assert rate > 0 and why.endswith("(pretrain.budget_minutes)") and built == [1000]
     assert abs(epochs * steps - 3 * rate) <= steps_per_pass + 1  # 3 seconds' worth of steps
+
+
+def test_counts_in_the_log_take_the_singular_for_one():
+    assert f"{counted(1, 'epoch')} of {counted(2, 'step')}" == "1 epoch of 2 steps"
+    assert f"{counted(0, 'epoch')} of {counted(1, 'step')}" == "0 epochs of 1 step"
 
 
 def test_steps_that_compile_do_not_shorten_a_time_budget():
