@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 from keras_hub.layers import TransformerEncoder
 
+from keras_pretrain.models.flat_projections import flat_projections
 from keras_pretrain.models.gradient_barrier import gradient_barrier
 
 
@@ -113,15 +114,17 @@ def transformer_blocks(depth, width, num_heads, mlp_ratio, name):
 def run_blocks(blocks, tokens, training=False):
     """Run `blocks` one after the other, each reading the previous one's output through a `gradient_barrier`.
 
-    The barrier makes JAX's backward pass on CPU faster and changes no value
-    beyond float rounding. On JAX it drops Keras masks, so these blocks take
+    The barrier makes JAX's backward pass on CPU faster, and `flat_projections`
+    TensorFlow's attention projections; neither changes a value beyond float
+    rounding. On JAX it drops Keras masks, so these blocks take
     no padding mask. No blocks: the tokens come back unchanged.
 
     >>> run_blocks(transformer_blocks(2, 32, 2, 2, "block"), np.zeros((2, 16, 32))).shape
     (2, 16, 32)
     """
-    for block in blocks:
-        tokens = block(gradient_barrier(tokens), training=training)
+    with flat_projections():
+        for block in blocks:
+            tokens = block(gradient_barrier(tokens), training=training)
     return tokens
 
 
