@@ -22,7 +22,7 @@ def flat_projections():
     With MAE's 16 visible patches that is most of TensorFlow's step. Here the
     leading axes are folded into rows first, so the kernel gradient is one
     product over every token of the batch: the same values up to float rounding,
-    1.47x faster on the MAE step of `keras-pretrain bench`. The objectives and
+    1.45x faster on the MAE step of `keras-pretrain bench`. The objectives and
     classifiers trace their transformer blocks in this context
     (`keras_pretrain.models.vit.run_blocks`,
     `keras_pretrain.models.text_backbone.sequence_output`); other einsums, and
@@ -65,7 +65,8 @@ def _install():
 
 def _as_matrix_product(subscripts, x, y):
     """`x` (leading axes, then contracted ones) times a kernel `y` (contracted axes, then output ones) as one
-    2-D `MatMul`, or None when `subscripts` is not of that form or a kernel size is unknown."""
+    2-D `MatMul`; None when `subscripts` is not of that form, the operands are not floats of one dtype, or a
+    kernel size is unknown."""
     import tensorflow as tf
 
     subscripts = subscripts.replace(" ", "")
@@ -75,11 +76,13 @@ def _as_matrix_product(subscripts, x, y):
     x_axes, y_axes = inputs.split(",")
     contracted = "".join(axis for axis in y_axes if axis in x_axes and axis not in output)
     leading, kernel_out = x_axes[: len(x_axes) - len(contracted)], y_axes[len(contracted):]
-    if (not contracted or not leading or not kernel_out or x_axes != leading + contracted or y_axes != contracted + kernel_out
-            or output != leading + kernel_out or len(set(x_axes + y_axes)) != len(leading + y_axes)):
+    if (not (contracted and leading and kernel_out) or x_axes != leading + contracted
+            or y_axes != contracted + kernel_out or output != leading + kernel_out
+            or len(set(x_axes + y_axes)) != len(leading + y_axes)):
         return None
     x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    if x.dtype != y.dtype or not y.shape.is_fully_defined():
+    # Integer (quantized) products need Keras's int32 accumulation.
+    if x.dtype != y.dtype or not x.dtype.is_floating or not y.shape.is_fully_defined():
         return None
     kernel_shape = y.shape.as_list()
     rows = math.prod(kernel_shape[: len(contracted)])

@@ -35,6 +35,18 @@ def test_other_equations_are_left_to_keras(equation):
     assert _as_matrix_product(equation, None, None) is None
 
 
+@tensorflow_only
+def test_integer_and_mixed_dtype_products_are_left_to_keras():
+    import tensorflow as tf
+
+    x, kernel = tf.ones((2, 3, 4), "int8"), tf.ones((4, 5), "int8")
+    assert _as_matrix_product("abc,cd->abd", x, kernel) is None
+    assert _as_matrix_product("abc,cd->abd", tf.cast(x, "float32"), tf.cast(kernel, "float16")) is None
+    with flat_projections():
+        product = ops.einsum("abc,cd->abd", x, kernel)
+    assert product.dtype == tf.int32 and int(product[0, 0, 0]) == 4
+
+
 def traced_op_inputs(function, *args):
     """`(op type, input ranks)` of every op in the TensorFlow graph of `function` traced on `args`."""
     import tensorflow as tf
