@@ -63,12 +63,14 @@ def _install():
     tensorflow_numpy.einsum = einsum
 
 
-def _as_matrix_product(subscripts, x, y):
-    """`x` (leading axes, then contracted ones) times a kernel `y` (contracted axes, then output ones) as one
-    2-D `MatMul`; None when `subscripts` is not of that form, the operands are not floats of one dtype, or a
-    kernel size is unknown."""
-    import tensorflow as tf
+@functools.cache
+def projection_axes(subscripts):
+    """`(leading, contracted)` axis counts when `subscripts` reads `x` (leading axes, then contracted ones) times
+    a kernel (the contracted axes, then its output ones), each letter once; None for any other equation.
 
+    >>> projection_axes("abc,cde->abde")
+    (2, 1)
+    """
     subscripts = subscripts.replace(" ", "")
     if "->" not in subscripts or "." in subscripts or subscripts.count(",") != 1:
         return None
@@ -80,11 +82,23 @@ def _as_matrix_product(subscripts, x, y):
             or y_axes != contracted + kernel_out or output != leading + kernel_out
             or len(set(x_axes + y_axes)) != len(leading + y_axes)):
         return None
+    return len(leading), len(contracted)
+
+
+def _as_matrix_product(subscripts, x, y):
+    """The einsum as one 2-D `MatMul` (leading axes folded into rows), or None when `subscripts` is not a
+    projection (`projection_axes`), the operands are not floats of one dtype, or a kernel size is unknown."""
+    import tensorflow as tf
+
+    axes = projection_axes(subscripts)
+    if axes is None:
+        return None
+    leading, contracted = axes
     x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
     # Integer (quantized) products need Keras's int32 accumulation.
     if x.dtype != y.dtype or not x.dtype.is_floating or not y.shape.is_fully_defined():
         return None
     kernel_shape = y.shape.as_list()
-    rows = math.prod(kernel_shape[: len(contracted)])
+    rows = math.prod(kernel_shape[:contracted])
     product = tf.matmul(tf.reshape(x, [-1, rows]), tf.reshape(y, [rows, -1]))
-    return tf.reshape(product, tf.concat([tf.shape(x)[: len(leading)], kernel_shape[len(contracted):]], axis=0))
+    return tf.reshape(product, tf.concat([tf.shape(x)[:leading], kernel_shape[contracted:]], axis=0))

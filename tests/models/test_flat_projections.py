@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from keras_pretrain.models.flat_projections import _as_matrix_product, flat_projections
+from keras_pretrain.models.flat_projections import _as_matrix_product, flat_projections, projection_axes
 from keras_pretrain.models.vit import run_blocks, transformer_blocks
 
 tensorflow_only = pytest.mark.skipif(
@@ -32,7 +32,11 @@ def test_projections_give_keras_einsum_values(equation, x_shape, kernel_shape):
 @pytest.mark.parametrize("equation", ["abcd,aecd->acbe", "acbe,aecd->abcd", "abc,c->ab", "...b,bc->...c",
                                       "abc,dce->abde", "ab,ab->a", "abc,cd->abdc"])
 def test_other_equations_are_left_to_keras(equation):
-    assert _as_matrix_product(equation, None, None) is None
+    assert projection_axes(equation) is None
+
+
+def test_projection_axes_count_leading_and_contracted_axes():
+    assert [projection_axes(equation) for equation, _, _ in PROJECTIONS] == [(2, 1), (2, 2), (2, 1)]
 
 
 @tensorflow_only
