@@ -9,7 +9,12 @@ backend before anything imports keras.
 
 import importlib
 
+from keras_pretrain.allocator import keep_freed_memory
+
 __version__ = "0.1.0"
+
+# Before any framework starts the threads its steps allocate from (see keras_pretrain.allocator).
+keep_freed_memory()
 
 _SUBMODULES = ("config", "data", "distribute", "evaluation", "export", "models", "objectives", "optimizers", "pipelines", "recipes")
 

@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+from keras_pretrain.allocator import OPT_OUT, keep_freed_memory
+
 MLM = dict(vocabulary_size=8192, hidden_dim=256, num_layers=4, num_heads=4, intermediate_dim=1024,
            sequence_length=128, batch_size=16, mask_rate=0.15)
 MAE = dict(image_size=32, channels=3, patch_size=4, hidden_dim=192, depth=6, num_heads=3, mlp_ratio=4,
@@ -317,11 +319,14 @@ def child(spec):
         seconds, samples, flops, *extra = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
         row = {"step_seconds": seconds, "samples_per_second": samples / seconds, "flops_per_step": flops, **dict(*extra)}
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["keeps_freed_memory"] = keep_freed_memory()
     print("BENCH " + json.dumps({**{k: spec[k] for k in ("objective", "implementation", "backend")}, **row}), flush=True)
 
 
 def run_child(spec, timeout=900):
     env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3"}
+    if spec["implementation"] in ("keras-hub", "transformers"):
+        env[OPT_OUT] = "0"  # measured with glibc's defaults, as their users run them (keras_pretrain.allocator)
     result = subprocess.run([sys.executable, "-m", "keras_pretrain.bench", "--child", json.dumps(spec)],
                             capture_output=True, text=True, env=env, timeout=timeout)
     for line in result.stdout.splitlines():

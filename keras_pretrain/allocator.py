@@ -1,0 +1,53 @@
+"""`keep_freed_memory`: glibc keeps freed memory in one heap, so a training step reuses its buffers.
+
+XLA:CPU gives each execution of a JAX train step its temporaries as one
+block (310 MB for the MAE step of `keras-pretrain bench`); TensorFlow and
+PyTorch allocate each large tensor on its own. glibc's `malloc` serves large
+blocks (above a threshold of at most 32 MB) with a fresh `mmap` and returns
+them to the kernel when they are freed, so every step faults its memory in
+again, page by page: 85,000 page faults and about a quarter of a second of
+kernel time per JAX MAE step on a 2-core machine. The heaps glibc gives
+threads other than the main one (the frameworks' step threads) hold at most
+64 MB, so larger blocks always take that path there. So, before any framework
+starts its threads, `import keras_pretrain` asks glibc for one heap shared by
+every thread, grown with `brk` instead of `mmap` and never trimmed: freed
+blocks stay in the process and the next step reuses them. The process's
+resident memory then stays at its peak until it exits, as with the frameworks'
+own GPU allocators.
+
+Set `KERAS_PRETRAIN_KEEP_FREED_MEMORY=0` to keep glibc's defaults. Other C
+libraries (macOS, Windows, musl) are left alone.
+"""
+
+import ctypes
+import functools
+import os
+
+OPT_OUT = "KERAS_PRETRAIN_KEEP_FREED_MEMORY"
+
+# mallopt's options, from glibc's malloc.h.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+
+
+@functools.cache
+def keep_freed_memory():
+    """Make glibc keep freed memory for reuse (see the module docstring); True when it took effect.
+
+    `import keras_pretrain` calls it, because it only reaches threads that
+    have not allocated yet: JAX starts its threads at its first computation,
+    TensorFlow and PyTorch at their first operation.
+
+    Example:
+    >>> from keras_pretrain.allocator import keep_freed_memory
+    >>> keep_freed_memory()      # on Linux with glibc, unless KERAS_PRETRAIN_KEEP_FREED_MEMORY=0
+    True
+    """
+    if os.environ.get(OPT_OUT, "1") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # only glibc has these options
+    except (OSError, TypeError, AttributeError):
+        return False
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+    return all(libc.mallopt(option, value) == 1 for option, value in settings)
