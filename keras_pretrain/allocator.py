@@ -34,15 +34,18 @@ def keep_freed_memory():
     """Make glibc keep freed memory for reuse (see the module docstring); True when it took effect.
 
     `import keras_pretrain` calls it, because it only reaches threads that
-    have not allocated yet: JAX starts its threads at its first computation,
-    TensorFlow and PyTorch at their first operation.
+    have not allocated yet: importing keras first is fine, running a
+    computation on the backend first is not.
 
     Example:
     >>> from keras_pretrain.allocator import keep_freed_memory
     >>> keep_freed_memory()      # on Linux with glibc, unless KERAS_PRETRAIN_KEEP_FREED_MEMORY=0
     True
     """
-    if os.environ.get(OPT_OUT, "1") == "0":
+    setting = os.environ.get(OPT_OUT, "1")
+    if setting not in ("0", "1"):
+        raise ValueError(f"{OPT_OUT}={setting!r}: set it to 1 (keep freed memory, the default) or 0 (glibc's defaults)")
+    if setting == "0":
         return False
     try:
         libc = ctypes.CDLL(None)
@@ -50,4 +53,5 @@ def keep_freed_memory():
     except (OSError, TypeError, AttributeError):
         return False
     settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
-    return all(libc.mallopt(option, value) == 1 for option, value in settings)
+    applied = [libc.mallopt(option, value) == 1 for option, value in settings]  # each tried, even after a refusal
+    return all(applied)

@@ -45,3 +45,10 @@ def test_opting_out_keeps_glibc_defaults(monkeypatch):
     default = faults_per_page()
     assert default["kept"] is False
     assert default["faults_per_page"] > 0.5  # what the setting saves: every page of every result, faulted in again
+
+
+def test_a_misspelt_setting_fails_the_import_and_names_the_fix(monkeypatch):
+    monkeypatch.setenv(OPT_OUT, "false")
+    result = run_python("import keras_pretrain", backend=keras.backend.backend())
+    assert result.returncode != 0
+    assert "KERAS_PRETRAIN_KEEP_FREED_MEMORY='false': set it to 1" in result.stderr.strip().splitlines()[-1]
