@@ -211,43 +211,71 @@ def input_cpu_seconds(dataset, batches):
     return (time.process_time() - start) / batches
 
 
-def tokens_in(dataset, steps):
-    """Non-padding tokens in the first `steps` batches of `dataset`."""
-    return sum(int(batch["padding_mask"].sum()) for batch in dataset.take(steps).as_numpy_iterator())
+def timed_tokens(batches, steps, warmup):
+    """Mean non-padding tokens of the batches that `fit_seconds_per_step(model, batches(), steps, warmup)` times.
+
+    `batches` builds the seeded dataset afresh. Each pass over a reshuffled
+    dataset has its own order, so the fit's pass cannot be counted on the
+    same dataset afterwards; every fresh build's first pass is the same.
+    """
+    timed = batches().repeat().skip(warmup).take(steps)
+    return sum(int(batch["padding_mask"].sum()) for batch in timed.as_numpy_iterator()) / steps
 
 
 WORDNET_BATCHING = {"wordnet buckets": "length buckets", "wordnet token budget": "length buckets by token budget",
                     "wordnet padded": "padded to 64"}
+WORDNET_BLOCKS = 5  # each batching times this many blocks of `steps` batches, the batchings taking turns
 
 
-def bench_wordnet(batching):
-    """Non-padding tokens/s of the WordNet recipe's model on its pipeline, batched one of three ways.
+def bench_wordnet_batchings(config, steps, warmup):
+    """Non-padding tokens/s of the WordNet recipe's model on its pipeline's batches, batched three ways, in one process.
 
     `"wordnet buckets"`: the recipe's length buckets of 64 glosses;
     `"wordnet token budget"`: the same buckets with `data.batch_by=tokens` (64 x 64
     token slots a batch); `"wordnet padded"`: every batch of 64 padded to 64 tokens.
+    One model trains on all three, the batchings taking turns in blocks of
+    `steps` batches (`WORDNET_BLOCKS` blocks each), so a machine's drift
+    reaches all three alike; each batching's first pass over 20,000 glosses
+    is held in memory (the input's own cost is the "pipeline input" rows').
+    Returns `{batching: (seconds per step, non-padding tokens per step, None)}`.
     """
+    import numpy as np
 
-    def run(config, steps, warmup):
-        from keras_pretrain.pipelines import load_recipe, pipeline_for
+    from keras_pretrain.pipelines import load_recipe, pipeline_for
 
-        # 20,000 glosses are plenty for timing and keep tokenizing short.
-        overrides = ["data.max_pretrain_documents=20000"]
-        if batching == "wordnet token budget":
-            overrides.append("data.batch_by=tokens")
-        pipeline = pipeline_for(load_recipe("bert_wordnet", overrides), verbose=0)
-        data = pipeline.load_data()
-        tokenizer = data.pretraining.tokenizer
-        length = pipeline.config.backbone.sequence_length
-        dataset, _, _, _ = pipeline.sequences(data.pretraining.corpus(), tokenizer, pipeline.config.pretrain.batch_size,
-                                              [length] if batching == "wordnet padded" else None)
-        model = pipeline.pretrain_model(tokenizer, 1000)
-        # JAX compiles once per batch shape: enough warm-up steps to meet every bucket width first.
-        seconds = fit_seconds_per_step(model, dataset, steps, warmup + 30)
-        tokens = tokens_in(dataset.repeat(), steps) / steps
-        return seconds, tokens, None
+    def pipeline(*overrides):
+        return pipeline_for(load_recipe("bert_wordnet", ["data.max_pretrain_documents=20000", *overrides]), verbose=0)
 
-    return run
+    by_sequences, by_tokens = pipeline(), pipeline("data.batch_by=tokens")
+    data = by_sequences.load_data()
+    tokenizer, length = data.pretraining.tokenizer, by_sequences.config.backbone.sequence_length
+    made = {"wordnet buckets": (by_sequences, None), "wordnet token budget": (by_tokens, None),
+            "wordnet padded": (by_sequences, [length])}
+    timed_batches = WORDNET_BLOCKS * steps
+    batches = {}
+    for kind, (maker, widths) in made.items():
+        dataset = maker.sequences(data.pretraining.corpus(), tokenizer, maker.config.pretrain.batch_size, widths)[0]
+        batches[kind] = list(dataset.repeat().take(warmup + timed_batches).as_numpy_iterator())
+    model = by_sequences.pretrain_model(tokenizer, 1000)
+
+    def train(batch):
+        logs = model.train_on_batch(batch, return_dict=True)
+        float(np.asarray(logs["loss"]))  # blocks until the step is done (JAX dispatches asynchronously)
+
+    # JAX compiles once per batch shape: meet every shape before timing.
+    shapes = {batch["token_ids"].shape: batch for kind in batches for batch in batches[kind]}
+    for batch in [*shapes.values(), *(batch for kind in batches for batch in batches[kind][:warmup])]:
+        train(batch)
+    seconds = dict.fromkeys(batches, 0.0)
+    for block in range(WORDNET_BLOCKS):
+        for kind in batches:
+            start = time.perf_counter()
+            for batch in batches[kind][warmup + block * steps:warmup + (block + 1) * steps]:
+                train(batch)
+            seconds[kind] += time.perf_counter() - start
+    return {kind: (seconds[kind] / timed_batches,
+                   sum(int(batch["padding_mask"].sum()) for batch in batches[kind][warmup:]) / timed_batches, None)
+            for kind in batches}
 
 
 def bench_input_overhead(objective, in_memory):
@@ -272,12 +300,16 @@ def bench_input_overhead(objective, in_memory):
         else:
             pipeline = pipeline_for(load_recipe("bert_wordnet", ["data.max_pretrain_documents=20000"]), verbose=0)
             data = pipeline.load_data()
-            dataset, _, _, _ = pipeline.sequences(data.pretraining.corpus(), data.pretraining.tokenizer,
-                                                    pipeline.config.pretrain.batch_size)
+
+            def batches():
+                return pipeline.sequences(data.pretraining.corpus(), data.pretraining.tokenizer,
+                                          pipeline.config.pretrain.batch_size)[0]
+
+            dataset = batches()
             model = pipeline.pretrain_model(data.pretraining.tokenizer, 1000)
-            samples = tokens_in(dataset.skip(warmup), steps) / steps
+            samples = timed_tokens(batches, steps, warmup)
         if in_memory:
-            dataset = dataset.take(warmup + steps).cache()
+            dataset = dataset.repeat().take(warmup + steps).cache()
             for _ in dataset:  # fill the cache: the timed pass reads memory only
                 pass
             return fit_seconds_per_step(model, dataset, steps, warmup), samples, None
@@ -288,7 +320,7 @@ def bench_input_overhead(objective, in_memory):
 
 
 BENCHES = {
-    **{("mlm", batching): bench_wordnet(batching) for batching in WORDNET_BATCHING},
+    ("mlm", "wordnet batchings"): bench_wordnet_batchings,
     ("mae", "pipeline input"): bench_input_overhead("mae", in_memory=False),
     ("mae", "in-memory input"): bench_input_overhead("mae", in_memory=True),
     ("mlm", "pipeline input"): bench_input_overhead("mlm", in_memory=False),
@@ -313,25 +345,33 @@ def child(spec):
     if implementation == "matmul":
         from keras_pretrain.throughput import matmul_peak_flops
 
-        row = {"peak_flops": matmul_peak_flops()}
+        rows = {implementation: {"peak_flops": matmul_peak_flops()}}
     else:
-        # A measurement may add fields of its own after (seconds, samples, flops).
-        seconds, samples, flops, *extra = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
-        row = {"step_seconds": seconds, "samples_per_second": samples / seconds, "flops_per_step": flops, **dict(*extra)}
-    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    row["keeps_freed_memory"] = keep_freed_memory()
-    print("BENCH " + json.dumps({**{k: spec[k] for k in ("objective", "implementation", "backend")}, **row}), flush=True)
+        # A measurement may add fields of its own after (seconds, samples, flops), or measure several
+        # implementations at once: {implementation: (seconds, samples, flops, ...)}.
+        results = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
+        rows = {}
+        for name, (seconds, samples, flops, *extra) in (results if isinstance(results, dict)
+                                                          else {implementation: results}).items():
+            rows[name] = {"step_seconds": seconds, "samples_per_second": samples / seconds, "flops_per_step": flops,
+                          **dict(*extra)}
+    for name, row in rows.items():
+        row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        row["keeps_freed_memory"] = keep_freed_memory()
+        print("BENCH " + json.dumps({"objective": objective, "implementation": name, "backend": spec["backend"], **row}),
+              flush=True)
 
 
 def run_child(spec, timeout=900):
+    """Run the measurement `spec` in a fresh process on its backend; return its rows (most measurements make one)."""
     env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3"}
     if spec["implementation"] in ("keras-hub", "transformers"):
         env[OPT_OUT] = "0"  # measured with glibc's defaults, as their users run them (keras_pretrain.allocator)
     result = subprocess.run([sys.executable, "-m", "keras_pretrain.bench", "--child", json.dumps(spec)],
                             capture_output=True, text=True, env=env, timeout=timeout)
-    for line in result.stdout.splitlines():
-        if line.startswith("BENCH "):
-            return json.loads(line[len("BENCH "):])
+    rows = [json.loads(line[len("BENCH "):]) for line in result.stdout.splitlines() if line.startswith("BENCH ")]
+    if rows:
+        return rows
     raise RuntimeError(f"{spec['implementation']} {spec['objective']} on {spec['backend']} failed: "
                        f"{(result.stderr.strip().splitlines() or ['no output'])[-1]}")
 
@@ -362,7 +402,7 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
         plan += [(objective, "transformers", "torch") for objective in objectives]
     if real_data:
         # The recipes' own models on their own data: the WordNet batchings on every backend, input on the first.
-        plan += [("mlm", batching, backend) for backend in backends for batching in WORDNET_BATCHING]
+        plan += [("mlm", "wordnet batchings", backend) for backend in backends]
         plan += [(objective, kind, backends[0]) for objective in objectives
                  for kind in ("pipeline input", "in-memory input")]
     fastest, peaks = {}, {}
@@ -370,39 +410,38 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
         if rounds > 1:
             log(f"Round {round_number} of {rounds}")
         for backend in backends:
-            peak = run_child({"objective": "mlm", "implementation": "matmul", "backend": backend})["peak_flops"]
+            [row] = run_child({"objective": "mlm", "implementation": "matmul", "backend": backend})
+            peak = row["peak_flops"]
             peaks[backend] = max(peak, peaks.get(backend, 0.0))
             log(f"{backend}: float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
         for objective, implementation, backend in plan:
             spec = {"objective": objective, "implementation": implementation, "backend": backend, "steps": steps,
                     "warmup": warmup, "sizes": (sizes or {}).get(objective, {}), "dtype_policy": dtype_policy}
             try:
-                row = run_child(spec)
+                measured = run_child(spec)
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 log(f"  skipped: {error}")
                 continue
-            log(f"  {implementation} {objective} on {backend}: {row['samples_per_second']:,.0f} "
-                f"{'tokens' if objective == 'mlm' else 'images'}/s")
-            key = objective, implementation, backend
-            seen = fastest.get(key, {}).get("samples_per_second_rounds", [])
-            if key not in fastest or row["step_seconds"] < fastest[key]["step_seconds"]:
-                fastest[key] = row
-            fastest[key]["samples_per_second_rounds"] = [*seen, row["samples_per_second"]]
+            for row in measured:
+                log(f"  {row['implementation']} {objective} on {backend}: {row['samples_per_second']:,.0f} "
+                    f"{'tokens' if objective == 'mlm' else 'images'}/s")
+                key = objective, row["implementation"], backend
+                seen = fastest.get(key, {}).get("samples_per_second_rounds", [])
+                if key not in fastest or row["step_seconds"] < fastest[key]["step_seconds"]:
+                    fastest[key] = row
+                fastest[key]["samples_per_second_rounds"] = [*seen, row["samples_per_second"]]
     rows = []
-    for key in plan:
-        if key not in fastest:
-            continue
-        row, (objective, implementation, backend) = fastest[key], key
+    for (objective, implementation, backend), row in fastest.items():  # in the order first measured
         peak = peaks.get(backend) or max(peaks.values())
-        flops = row.pop("flops_per_step") or (_same_model_flops(rows, objective, row)
-                                              if implementation in ("keras-hub", "transformers") else None)
+        flops = row["flops_per_step"] or (_same_model_flops(fastest.values(), objective)
+                                          if implementation in ("keras-hub", "transformers") else None)
         row["mfu"] = flops / row["step_seconds"] / peak if flops else None
         row["flops_per_step"] = flops
         rows.append(row)
     return rows
 
 
-def _same_model_flops(rows, objective, row):
+def _same_model_flops(rows, objective):
     """Other implementations train the same model: they get the package's FLOP count for it."""
     for other in rows:
         if other["objective"] == objective and other["implementation"] == "keras-pretrain" and other["flops_per_step"]:

@@ -60,6 +60,16 @@ def test_a_measurements_own_fields_reach_its_row(monkeypatch, capsys):
     assert printed["input_cpu_seconds"] == 0.002 and printed["samples_per_second"] == 128
 
 
+def test_a_measurement_of_several_implementations_prints_a_row_for_each(monkeypatch, capsys):
+    monkeypatch.setitem(bench.BENCHES, ("mlm", "wordnet batchings"),
+                        lambda config, steps, warmup: {"wordnet buckets": (0.5, 1000, None),
+                                                       "wordnet padded": (0.25, 100, None)})
+    bench.child({"objective": "mlm", "implementation": "wordnet batchings", "backend": "jax", "steps": 1, "warmup": 0})
+    printed = [json.loads(line.split("BENCH ", 1)[1]) for line in capsys.readouterr().out.splitlines()]
+    assert [(row["implementation"], row["samples_per_second"]) for row in printed] == [("wordnet buckets", 2000),
+                                                                                       ("wordnet padded", 400)]
+
+
 @pytest.mark.parametrize(
     "objective, implementation, config",
     [("mlm", "keras-pretrain", TINY_MLM), ("mlm", "keras-hub", TINY_MLM), ("mae", "keras-pretrain", TINY_MAE)],
@@ -90,10 +100,10 @@ def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
 
     def fake_child(spec, timeout=900):
         if spec["implementation"] == "matmul":
-            return {"peak_flops": 1e12}
+            return [{"peak_flops": 1e12}]
         samples_per_second = next(speeds)
-        return {**{k: spec[k] for k in ("objective", "implementation", "backend")}, "step_seconds": 64 / samples_per_second,
-                "samples_per_second": samples_per_second, "flops_per_step": 1e11, "peak_rss_mb": 900.0}
+        return [{**{k: spec[k] for k in ("objective", "implementation", "backend")}, "step_seconds": 64 / samples_per_second,
+                 "samples_per_second": samples_per_second, "flops_per_step": 1e11, "peak_rss_mb": 900.0}]
 
     monkeypatch.setattr(bench, "run_child", fake_child)
     monkeypatch.setattr(bench, "transformers_available", lambda: False)
@@ -109,15 +119,19 @@ def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input
 
     def fake_child(spec, timeout=900):
         if spec["implementation"] == "matmul":
-            return {"peak_flops": 1e12}
+            return [{"peak_flops": 1e12}]
         measured.append((spec["implementation"], spec["backend"]))
-        return {**{k: spec[k] for k in ("objective", "implementation", "backend")}, "step_seconds": 0.1,
-                "samples_per_second": 10.0, "flops_per_step": None, "peak_rss_mb": 900.0}
+        kinds = bench.WORDNET_BATCHING if spec["implementation"] == "wordnet batchings" else [spec["implementation"]]
+        return [{"objective": spec["objective"], "implementation": kind, "backend": spec["backend"], "step_seconds": 0.1,
+                 "samples_per_second": 10.0, "flops_per_step": None, "peak_rss_mb": 900.0} for kind in kinds]
 
     monkeypatch.setattr(bench, "run_child", fake_child)
     monkeypatch.setattr(bench, "transformers_available", lambda: False)
-    bench.run_bench(["torch", "jax"], ["mlm"], log=lambda line: None)
-    wordnet = [(kind, backend) for kind, backend in measured if kind.startswith("wordnet")]
+    rows = bench.run_bench(["torch", "jax"], ["mlm"], log=lambda line: None)
+    # The three batchings of a backend are measured in one process, so the machine's drift reaches them alike.
+    assert [m for m in measured if m[0] == "wordnet batchings"] == [("wordnet batchings", "torch"),
+                                                                     ("wordnet batchings", "jax")]
+    wordnet = [(row["implementation"], row["backend"]) for row in rows if row["implementation"].startswith("wordnet")]
     assert wordnet == [(kind, backend) for backend in ("torch", "jax") for kind in bench.WORDNET_BATCHING]
     assert [m for m in measured if "input" in m[0]] == [("pipeline input", "torch"), ("in-memory input", "torch")]
 
@@ -137,19 +151,65 @@ def small_wordnet_recipe(monkeypatch, tmp_path, wordnet_dir):
     monkeypatch.setattr(bench, "fit_seconds_per_step", lambda model, dataset, steps, warmup: 0.5)
 
 
+class RecordingModel:
+    """Stands in for the recipe's model: records the width and non-padding tokens of each batch it trains on."""
+
+    def __init__(self):
+        self.trained = []
+
+    def train_on_batch(self, batch, return_dict):
+        self.trained.append((batch["token_ids"].shape, int(batch["padding_mask"].sum())))
+        return {"loss": 0.0}
+
+
 @pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
-@pytest.mark.parametrize("batching", list(bench.WORDNET_BATCHING))
-def test_each_wordnet_batching_feeds_the_recipes_model(batching, monkeypatch, small_wordnet_recipe):
+def test_wordnet_batchings_take_turns_and_count_the_tokens_of_the_batches_they_time(monkeypatch, small_wordnet_recipe):
     from keras_pretrain.pipelines import text
 
-    made = []
+    made, model = [], RecordingModel()
     bucketed = text.bucketed_dataset
     monkeypatch.setattr(text, "bucketed_dataset", lambda *args, **kwargs: made.append(kwargs) or bucketed(*args, **kwargs))
-    seconds, tokens, _ = bench.BENCHES["mlm", batching](None, steps=2, warmup=1)
-    assert seconds == 0.5 and 0 < tokens <= 4 * 32  # every batch has 4 x 32 token slots
-    expected = {"wordnet buckets": ("sequences", [16, 24]), "wordnet token budget": ("tokens", [16, 24]),
-                "wordnet padded": ("sequences", [32])}[batching]
-    assert (made[0]["batch_by"], made[0]["bucket_widths"]) == expected
+    monkeypatch.setattr(text.TextPipeline, "pretrain_model", lambda self, tokenizer, steps: model)
+    monkeypatch.setattr(bench, "WORDNET_BLOCKS", 2)
+    results = bench.BENCHES["mlm", "wordnet batchings"](None, steps=3, warmup=1)
+
+    assert [(kwargs["batch_by"], kwargs["bucket_widths"]) for kwargs in made] == [
+        ("sequences", [16, 24]), ("tokens", [16, 24]), ("sequences", [32])]
+    assert list(results) == list(bench.WORDNET_BATCHING)
+    timed = model.trained[-2 * 3 * 3:]  # 2 blocks of 3 batches for each of the 3 batchings, taking turns
+    for turn, kind in enumerate(bench.WORDNET_BATCHING):
+        batches = timed[3 * turn:3 * turn + 3] + timed[9 + 3 * turn:9 + 3 * turn + 3]
+        seconds, tokens, flops = results[kind]
+        assert seconds > 0 and flops is None
+        assert tokens == sum(count for _, count in batches) / 6
+        widths = {shape[1] for shape, _ in batches}
+        if kind == "wordnet padded":
+            assert widths == {32}
+        else:
+            assert {rows * width for rows, width in (shape for shape, _ in batches)} <= (
+                {4 * 16, 4 * 24, 4 * 32} if kind == "wordnet buckets" else {8 * 16, 5 * 24, 4 * 32})
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_wordnet_batchings_train_the_recipes_model(monkeypatch, small_wordnet_recipe):
+    monkeypatch.setattr(bench, "WORDNET_BLOCKS", 1)
+    results = bench.BENCHES["mlm", "wordnet batchings"](None, steps=1, warmup=1)
+    assert all(seconds > 0 and 0 < tokens <= 4 * 32 for seconds, tokens, _ in results.values())
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+@pytest.mark.parametrize("kind", ["pipeline input", "in-memory input"])
+def test_the_input_rows_count_the_tokens_of_the_batches_their_fit_times(kind, monkeypatch, small_wordnet_recipe):
+    timed = []
+
+    def fit_seconds_per_step(model, dataset, steps, warmup):  # reads the pass a fit would, as `fit` does
+        batches = dataset.repeat().skip(warmup).take(steps).as_numpy_iterator()
+        timed.extend(int(batch["padding_mask"].sum()) for batch in batches)
+        return 0.5
+
+    monkeypatch.setattr(bench, "fit_seconds_per_step", fit_seconds_per_step)
+    _, tokens, *_ = bench.BENCHES["mlm", kind](None, steps=3, warmup=1)
+    assert tokens == sum(timed) / 3  # a seeded dataset reshuffles each pass: counting another pass gets other batches
 
 
 @pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
@@ -163,7 +223,7 @@ def test_the_input_pipelines_row_reports_its_cpu_per_batch_and_the_in_memory_row
 def test_child_process_reports_a_row_on_this_backend(implementation, keeps_freed_memory):
     spec = {"objective": "mlm", "implementation": implementation, "backend": keras.backend.backend(), "steps": 2,
             "warmup": 1, "sizes": TINY_MLM}
-    result = bench.run_child(spec, timeout=300)
+    [result] = bench.run_child(spec, timeout=300)
     assert result["backend"] == keras.backend.backend()
     assert result["samples_per_second"] > 0 and result["peak_rss_mb"] > 0
     # keras-hub (and Hugging Face) are measured with glibc's defaults, as their users run them.
