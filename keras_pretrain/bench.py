@@ -239,8 +239,6 @@ def bench_wordnet_batchings(config, steps, warmup):
     is held in memory (the input's own cost is the "pipeline input" rows').
     Returns `{batching: (seconds per step, non-padding tokens per step, None)}`.
     """
-    import numpy as np
-
     from keras_pretrain.pipelines import load_recipe, pipeline_for
 
     def pipeline(*overrides):
@@ -257,21 +255,18 @@ def bench_wordnet_batchings(config, steps, warmup):
         dataset = maker.sequences(data.pretraining.corpus(), tokenizer, maker.config.pretrain.batch_size, widths)[0]
         batches[kind] = list(dataset.repeat().take(warmup + timed_batches).as_numpy_iterator())
     model = by_sequences.pretrain_model(tokenizer, 1000)
-
-    def train(batch):
-        logs = model.train_on_batch(batch, return_dict=True)
-        float(np.asarray(logs["loss"]))  # blocks until the step is done (JAX dispatches asynchronously)
+    steps_on = {kind: [keras_fit_step(model, batch) for batch in batches[kind]] for kind in batches}
 
     # JAX compiles once per batch shape: meet every shape before timing.
-    shapes = {batch["token_ids"].shape: batch for kind in batches for batch in batches[kind]}
-    for batch in [*shapes.values(), *(batch for kind in batches for batch in batches[kind][:warmup])]:
-        train(batch)
+    shapes = {batch["token_ids"].shape: step for kind in batches for batch, step in zip(batches[kind], steps_on[kind])}
+    for step in [*shapes.values(), *(step for kind in batches for step in steps_on[kind][:warmup])]:
+        step()
     seconds = dict.fromkeys(batches, 0.0)
     for block in range(WORDNET_BLOCKS):
         for kind in batches:
             start = time.perf_counter()
-            for batch in batches[kind][warmup + block * steps:warmup + (block + 1) * steps]:
-                train(batch)
+            for step in steps_on[kind][warmup + block * steps:warmup + (block + 1) * steps]:
+                step()
             seconds[kind] += time.perf_counter() - start
     return {kind: (seconds[kind] / timed_batches,
                    sum(int(batch["padding_mask"].sum()) for batch in batches[kind][warmup:]) / timed_batches, None)

@@ -118,7 +118,8 @@ def build_parser():
     )
     bench.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     bench.add_argument("--objectives", nargs="+", choices=("mlm", "mae"), default=["mlm", "mae"])
-    bench.add_argument("--steps", type=int, default=20, help="Timed steps per measurement (default 20; each WordNet batching times 5 blocks of this many).")
+    bench.add_argument("--steps", type=int, default=20,
+                       help="Timed steps per measurement (default 20; each WordNet batching times 5 blocks of this many).")
     bench.add_argument("--warmup", type=int, default=5, help="Untimed steps first (compilation; default 5).")
     bench.add_argument("--rounds", type=int, default=1,
                        help="Run everything this many times; each row keeps its fastest round (default 1).")
