@@ -1,6 +1,7 @@
-"""A real `keras-pretrain run`, killed (SIGKILL) and stopped (SIGTERM) during pre-training, then rerun: it resumes
-and ends with the weights of a run that was never interrupted."""
+"""A real `keras-pretrain run`, stopped (SIGTERM) during pre-training, resumed and killed (SIGKILL), then rerun: it
+resumes and ends with the weights of a run that was never interrupted."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from tests.conftest import write_image_folder
 
 SMALL = ["--labels-per-class", "2", "--set", "encoder.hidden_dim=16", "encoder.depth=1", "encoder.num_heads=2",
-         "mae.decoder_dim=16", "pretrain.steps=300", "pretrain.batch_size=8", "pretrain.checkpoint_every=25",
+         "mae.decoder_dim=16", "pretrain.steps=100", "pretrain.batch_size=8", "pretrain.checkpoint_every=10",
          "evaluation.val_per_class=2", "evaluation.finetune_epochs=1", "evaluation.curve_labels_per_class=[]",
          "evaluation.finetune_grid=[(0.001, 0.75)]", "evaluation.scratch_grid=[(0.001, None)]", "export.enabled=False"]
 
@@ -31,12 +32,20 @@ def finish(process, timeout=300):
     return process.returncode, out, err
 
 
-def stop_after_a_checkpoint(folder, output, signum):
+def checkpoint_step(output):
+    try:
+        return json.loads((output / "checkpoint" / "state.json").read_text())["step"]
+    except FileNotFoundError:  # none yet, or between the two renames of a save
+        return None
+
+
+def stop_at_a_checkpoint(folder, output, signum, after_step=0):
+    """Start the run and send `signum` once it has saved a checkpoint past `after_step`."""
     process = start(folder, output)
     deadline = time.time() + 240
-    while not (output / "checkpoint" / "state.json").is_file():
+    while (checkpoint_step(output) or 0) <= after_step:
         assert process.poll() is None, finish(process)
-        assert time.time() < deadline, "no checkpoint was written"
+        assert time.time() < deadline, f"no checkpoint past step {after_step} was written"
         time.sleep(0.05)
     process.send_signal(signum)
     return finish(process)
@@ -49,29 +58,30 @@ def encoder_weights(output):
 
 
 @pytest.mark.slow
-def test_killed_and_stopped_runs_resume_to_the_uninterrupted_weights(tmp_path):
-    folder = write_image_folder(tmp_path / "shapes", per_class=40)  # epochs of 8 steps
+def test_stopped_and_killed_runs_resume_to_the_uninterrupted_weights(tmp_path):
+    folder = write_image_folder(tmp_path / "shapes", per_class=40)  # epochs of 7 steps
     code, out, err = finish(start(folder, tmp_path / "straight"))
     assert code == 0, err[-2000:]
 
-    code, _, err = stop_after_a_checkpoint(folder, tmp_path / "stopped", signal.SIGTERM)
+    interrupted = tmp_path / "interrupted"
+    code, _, err = stop_at_a_checkpoint(folder, interrupted, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM and "Stopped by SIGTERM at step " in err, err[-2000:]
     assert "Rerun the same command to resume." in err and "Traceback" not in err
-    code, out, err = finish(start(folder, tmp_path / "stopped"))
-    assert code == 0, err[-2000:]
-    assert out.splitlines()[0].startswith(f"Resuming from {tmp_path / 'stopped'}: pre-training checkpoint at step ")
+    stopped_at = checkpoint_step(interrupted)
 
-    code, _, _ = stop_after_a_checkpoint(folder, tmp_path / "killed", signal.SIGKILL)
+    # Resumed, then killed once it has saved a checkpoint of its own.
+    code, out, _ = stop_at_a_checkpoint(folder, interrupted, signal.SIGKILL, after_step=stopped_at)
     assert code == -signal.SIGKILL
-    code, out, err = finish(start(folder, tmp_path / "killed"))
+    assert out.splitlines()[0].startswith(f"Resuming from {interrupted}: pre-training checkpoint at step {stopped_at} "), out
+    killed_at = checkpoint_step(interrupted)
+    code, out, err = finish(start(folder, interrupted))
     assert code == 0, err[-2000:]
-    assert out.splitlines()[0].startswith(f"Resuming from {tmp_path / 'killed'}: pre-training checkpoint at step ")
+    assert out.splitlines()[0].startswith(f"Resuming from {interrupted}: pre-training checkpoint at step {killed_at} ")
 
     expected = encoder_weights(tmp_path / "straight")
-    for name in ("stopped", "killed"):
-        for a, b in zip(encoder_weights(tmp_path / name), expected):
-            np.testing.assert_array_equal(a, b)
+    for a, b in zip(encoder_weights(interrupted), expected):
+        np.testing.assert_array_equal(a, b)
     # Run once more: everything is done, so pre-training and the fine-tuned classifiers are reused.
-    code, out, err = finish(start(folder, tmp_path / "killed"))
+    code, out, err = finish(start(folder, interrupted))
     assert code == 0 and out.splitlines()[0].endswith("its encoder is reused, and 2 fine-tuned classifiers"), out  # scratch, LP-FT
     assert "(trained in an earlier run)" in out
