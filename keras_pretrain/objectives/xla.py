@@ -1,0 +1,35 @@
+"""XLA for the objectives on single-device TensorFlow, where Keras leaves it off without a GPU."""
+
+import keras
+
+
+class CompilesWithXla:
+    """Mixin for objectives: `compile(jit_compile="auto")` also means XLA on single-device TensorFlow.
+
+    Keras resolves `"auto"` to XLA on JAX and on TensorFlow with a GPU, but not
+    on a CPU-only TensorFlow machine, where XLA trains the objectives faster
+    (MLM about 1.2x, MAE a few percent). The masks stay the same: objectives
+    draw their noise with `replica_uniform`, whose numbers do not change under
+    XLA. As in Keras, `"auto"` stays off under `tf.distribute` and with
+    `run_eagerly=True`; an explicit `jit_compile` is passed through.
+
+    Example:
+    >>> mae = MaskedAutoencoder(ViTEncoder(), seed=0)
+    >>> mae.compile(optimizer="adamw")
+    >>> mae.jit_compile  # True on TensorFlow, as on JAX; False on torch
+    """
+
+    def compile(self, *args, jit_compile="auto", **kwargs):
+        if jit_compile == "auto" and keras.backend.backend() == "tensorflow" and not kwargs.get("run_eagerly"):
+            import tensorflow as tf
+
+            # The strategy the model was built in, or the one of the scope compile runs in.
+            single_device = not tf.distribute.has_strategy() and self.distribute_strategy is tf.distribute.get_strategy()
+            jit_compile = single_device
+        super().compile(*args, jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config):
+        # Keras skips this for models that override `compile` (it cannot know their arguments); ours takes Keras's.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
