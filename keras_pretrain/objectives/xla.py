@@ -8,7 +8,7 @@ class CompilesWithXla:
 
     Keras resolves `"auto"` to XLA on JAX and on TensorFlow with a GPU, but not
     on a CPU-only TensorFlow machine, where XLA trains the objectives faster
-    (MLM about 1.2x, MAE a few percent). The masks stay the same: objectives
+    (about 1.4x for MLM and MAE on a 2-core development machine). The masks stay the same: objectives
     draw their noise with `replica_uniform`, whose numbers do not change under
     XLA. As in Keras, `"auto"` stays off under `tf.distribute` and with
     `run_eagerly=True`; an explicit `jit_compile` is passed through.
@@ -23,9 +23,8 @@ class CompilesWithXla:
         if jit_compile == "auto" and keras.backend.backend() == "tensorflow" and not kwargs.get("run_eagerly"):
             import tensorflow as tf
 
-            # The strategy the model was built in, or the one of the scope compile runs in.
-            single_device = not tf.distribute.has_strategy() and self.distribute_strategy is tf.distribute.get_strategy()
-            jit_compile = single_device
+            # Neither a strategy the model was built in nor one around this call.
+            jit_compile = not tf.distribute.has_strategy() and self.distribute_strategy is tf.distribute.get_strategy()
         super().compile(*args, jit_compile=jit_compile, **kwargs)
 
     def compile_from_config(self, config):
