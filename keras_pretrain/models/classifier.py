@@ -3,11 +3,12 @@
 import keras
 from keras import ops
 
+from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.models.vit import ChecksImages
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class ImageClassifier(ChecksImages, keras.Model):
+class ImageClassifier(TracesOnce, ChecksImages, keras.Model):
     """Pools an encoder's tokens, normalises them and maps them to class logits.
 
     `pooling="mean"` is MAE's fine-tuning head (global average pooling and a

@@ -4,10 +4,11 @@ import keras
 from keras import ops
 
 from keras_pretrain.models.text_backbone import sequence_output
+from keras_pretrain.models.tracing import TracesOnce
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class TextClassifier(keras.Model):
+class TextClassifier(TracesOnce, keras.Model):
     """Averages a backbone's token features over the non-padding tokens, normalises them, maps them to class logits.
 
     Takes the dict a `keras_hub.models.BertBackbone` takes (`token_ids`,

@@ -6,12 +6,13 @@ from keras import ops
 from keras_pretrain.distribute import replica_uniform
 from keras_pretrain.models.vit import ChecksImages, PositionEmbedding, run_blocks, transformer_blocks
 from keras_pretrain.objectives.masking import block_mask, gather_tokens, num_masked, random_mask, visible_first
+from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.objectives.xla import CompilesWithXla
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class LatentMaskedPrediction(CompilesWithXla, ChecksImages, keras.Model):
+class LatentMaskedPrediction(CompilesWithXla, TracesOnce, ChecksImages, keras.Model):
     """Predict a momentum teacher's features of masked patches from the visible ones.
 
     The student (`encoder`) sees only the visible patches, as in MAE; a light

@@ -13,12 +13,13 @@ from keras_pretrain.models.vit import (
     unpatchify,
 )
 from keras_pretrain.objectives.masking import gather_tokens
+from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.objectives.xla import CompilesWithXla
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class MaskedAutoencoder(CompilesWithXla, ChecksImages, keras.Model):
+class MaskedAutoencoder(CompilesWithXla, TracesOnce, ChecksImages, keras.Model):
     """Masked autoencoder pre-training around a `ViTEncoder`.
 
     Every step, each image loses a random `mask_ratio` of its patches (drawn

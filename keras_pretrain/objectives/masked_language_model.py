@@ -10,6 +10,7 @@ from keras import ops
 from keras_pretrain.distribute import replica_uniform
 from keras_pretrain.models.text_backbone import sequence_output
 from keras_pretrain.objectives.masking import gather_tokens
+from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.objectives.xla import CompilesWithXla
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
@@ -17,7 +18,7 @@ SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class MaskedLanguageModel(CompilesWithXla, keras.Model):
+class MaskedLanguageModel(CompilesWithXla, TracesOnce, keras.Model):
     """Masked language model pre-training around a keras-hub text backbone.
 
     Takes the dict a `keras_hub.models.BertBackbone` takes: `token_ids`,

@@ -6,12 +6,13 @@ from keras import ops
 from keras_pretrain.distribute import replica_uniform
 from keras_pretrain.models.vit import ChecksImages, patchify
 from keras_pretrain.objectives.masking import block_mask, num_masked
+from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.objectives.xla import CompilesWithXla
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
 
 @keras.saving.register_keras_serializable(package="keras_pretrain")
-class SimMIM(CompilesWithXla, ChecksImages, keras.Model):
+class SimMIM(CompilesWithXla, TracesOnce, ChecksImages, keras.Model):
     """Masked image modeling with mask tokens in the encoder input, around a `ViTEncoder`.
 
     Every step, each image loses `mask_ratio` of its patches in square blocks
