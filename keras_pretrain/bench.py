@@ -211,17 +211,6 @@ def input_cpu_seconds(dataset, batches):
     return (time.process_time() - start) / batches
 
 
-def timed_tokens(batches, steps, warmup):
-    """Mean non-padding tokens of the batches that `fit_seconds_per_step(model, batches(), steps, warmup)` times.
-
-    `batches` builds the seeded dataset afresh. Each pass over a reshuffled
-    dataset has its own order, so the fit's pass cannot be counted on the
-    same dataset afterwards; every fresh build's first pass is the same.
-    """
-    timed = batches().repeat().skip(warmup).take(steps)
-    return sum(int(batch["padding_mask"].sum()) for batch in timed.as_numpy_iterator()) / steps
-
-
 WORDNET_BATCHING = {"wordnet buckets": "length buckets", "wordnet token budget": "length buckets by token budget",
                     "wordnet padded": "padded to 64"}
 WORDNET_BLOCKS = 5  # each batching times this many blocks of `steps` batches, the batchings taking turns
@@ -273,25 +262,34 @@ def bench_wordnet_batchings(config, steps, warmup):
             for kind in batches}
 
 
-def bench_input_overhead(objective, in_memory):
-    """A recipe's model on its real input pipeline, or on the same batches held in memory (no input work).
+INPUT_TURNS = 5  # the pipeline and the same batches from memory take turns this many times
 
-    Both measurements make the same passes over the same seeded data, so
-    their timed steps train on identical batches. The pipeline's row also
-    reports `input_cpu_seconds` per batch (see `input_cpu_seconds`).
+
+def bench_input_overhead(objective):
+    """A recipe's model on its real input pipeline and on the same batches held in memory, taking turns, in one process.
+
+    Each turn fits `warmup + steps` steps on a fresh build of the seeded
+    pipeline (a build's first pass: the same batches every turn), then on
+    those batches from memory, and times the last `steps` steps of each;
+    `INPUT_TURNS` turns. One model in one process, so a machine's drift
+    reaches both alike (measured in two processes one after the other, the
+    difference moved with the machine by 10% and more). Returns
+    `{"pipeline input": (seconds per step, samples per step, None, {"input_cpu_seconds": ...}),
+    "in-memory input": (seconds per step, samples per step, None)}`, with
+    `input_cpu_seconds` as `input_cpu_seconds` measures it.
     """
 
     def run(config, steps, warmup):
         from keras_pretrain.pipelines import load_recipe, pipeline_for
 
-        warmup += 30  # JAX compiles once per batch shape: meet the bucket widths first
-
         if objective == "mae":
             pipeline = pipeline_for(load_recipe("mae_fashion_mnist"), verbose=0)
             data = pipeline.load_data()
-            dataset, _ = pipeline.pretraining_dataset(data.pretraining)
+
+            def batches():
+                return pipeline.pretraining_dataset(data.pretraining)[0]
+
             model = pipeline.pretrain_model(data.pretraining.image_shape, 1000)
-            samples = pipeline.config.pretrain.batch_size
         else:
             pipeline = pipeline_for(load_recipe("bert_wordnet", ["data.max_pretrain_documents=20000"]), verbose=0)
             data = pipeline.load_data()
@@ -300,26 +298,27 @@ def bench_input_overhead(objective, in_memory):
                 return pipeline.sequences(data.pretraining.corpus(), data.pretraining.tokenizer,
                                           pipeline.config.pretrain.batch_size)[0]
 
-            dataset = batches()
             model = pipeline.pretrain_model(data.pretraining.tokenizer, 1000)
-            samples = timed_tokens(batches, steps, warmup)
-        if in_memory:
-            dataset = dataset.repeat().take(warmup + steps).cache()
-            for _ in dataset:  # fill the cache: the timed pass reads memory only
-                pass
-            return fit_seconds_per_step(model, dataset, steps, warmup), samples, None
-        seconds = fit_seconds_per_step(model, dataset, steps, warmup)
-        return seconds, samples, None, {"input_cpu_seconds": input_cpu_seconds(dataset, warmup + steps)}
+        memory = batches().take(warmup + steps).cache()
+        held = list(memory.as_numpy_iterator())  # fills the cache: memory's passes read memory only
+        samples = sum(int(batch["padding_mask"].sum()) if objective == "mlm" else len(batch)
+                      for batch in held[warmup:]) / steps
+        fit_seconds_per_step(model, memory, steps, warmup)  # compiles (JAX: once per batch shape) before timing
+        seconds = {"pipeline input": 0.0, "in-memory input": 0.0}
+        for _ in range(INPUT_TURNS):
+            seconds["pipeline input"] += fit_seconds_per_step(model, batches(), steps, warmup) / INPUT_TURNS
+            seconds["in-memory input"] += fit_seconds_per_step(model, memory, steps, warmup) / INPUT_TURNS
+        cpu = {"input_cpu_seconds": input_cpu_seconds(batches(), warmup + steps)}
+        return {"pipeline input": (seconds["pipeline input"], samples, None, cpu),
+                "in-memory input": (seconds["in-memory input"], samples, None)}
 
     return run
 
 
 BENCHES = {
     ("mlm", "wordnet batchings"): bench_wordnet_batchings,
-    ("mae", "pipeline input"): bench_input_overhead("mae", in_memory=False),
-    ("mae", "in-memory input"): bench_input_overhead("mae", in_memory=True),
-    ("mlm", "pipeline input"): bench_input_overhead("mlm", in_memory=False),
-    ("mlm", "in-memory input"): bench_input_overhead("mlm", in_memory=True),
+    ("mae", "input overhead"): bench_input_overhead("mae"),
+    ("mlm", "input overhead"): bench_input_overhead("mlm"),
     ("mlm", "keras-pretrain"): bench_keras_pretrain_mlm,
     ("mlm", "keras-hub"): bench_keras_hub_mlm,
     ("mlm", "transformers"): bench_transformers_mlm,
@@ -398,8 +397,7 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
     if real_data:
         # The recipes' own models on their own data: the WordNet batchings on every backend, input on the first.
         plan += [("mlm", "wordnet batchings", backend) for backend in backends]
-        plan += [(objective, kind, backends[0]) for objective in objectives
-                 for kind in ("pipeline input", "in-memory input")]
+        plan += [(objective, "input overhead", backends[0]) for objective in objectives]
     fastest, peaks = {}, {}
     for round_number in range(1, rounds + 1):
         if rounds > 1:

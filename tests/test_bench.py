@@ -121,7 +121,8 @@ def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input
         if spec["implementation"] == "matmul":
             return [{"peak_flops": 1e12}]
         measured.append((spec["implementation"], spec["backend"]))
-        kinds = bench.WORDNET_BATCHING if spec["implementation"] == "wordnet batchings" else [spec["implementation"]]
+        kinds = {"wordnet batchings": bench.WORDNET_BATCHING, "input overhead": ["pipeline input", "in-memory input"]
+                 }.get(spec["implementation"], [spec["implementation"]])
         return [{"objective": spec["objective"], "implementation": kind, "backend": spec["backend"], "step_seconds": 0.1,
                  "samples_per_second": 10.0, "flops_per_step": None, "peak_rss_mb": 900.0} for kind in kinds]
 
@@ -133,7 +134,9 @@ def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input
                                                                      ("wordnet batchings", "jax")]
     wordnet = [(row["implementation"], row["backend"]) for row in rows if row["implementation"].startswith("wordnet")]
     assert wordnet == [(kind, backend) for backend in ("torch", "jax") for kind in bench.WORDNET_BATCHING]
-    assert [m for m in measured if "input" in m[0]] == [("pipeline input", "torch"), ("in-memory input", "torch")]
+    # The pipeline and memory take turns in one process too, on the first backend.
+    assert [m for m in measured if "input" in m[0]] == [("input overhead", "torch")]
+    assert [r["implementation"] for r in rows if r["backend"] == "torch"][-2:] == ["pipeline input", "in-memory input"]
 
 
 @pytest.fixture
@@ -198,25 +201,23 @@ def test_wordnet_batchings_train_the_recipes_model(monkeypatch, small_wordnet_re
 
 
 @pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
-@pytest.mark.parametrize("kind", ["pipeline input", "in-memory input"])
-def test_the_input_rows_count_the_tokens_of_the_batches_their_fit_times(kind, monkeypatch, small_wordnet_recipe):
-    timed = []
+def test_the_pipeline_and_memory_take_turns_on_the_same_batches(monkeypatch, small_wordnet_recipe):
+    fits = []
 
     def fit_seconds_per_step(model, dataset, steps, warmup):  # reads the pass a fit would, as `fit` does
         batches = dataset.repeat().skip(warmup).take(steps).as_numpy_iterator()
-        timed.extend(int(batch["padding_mask"].sum()) for batch in batches)
-        return 0.5
+        fits.append([int(batch["padding_mask"].sum()) for batch in batches])
+        return float(len(fits))  # the n-th fit takes n seconds a step
 
     monkeypatch.setattr(bench, "fit_seconds_per_step", fit_seconds_per_step)
-    _, tokens, *_ = bench.BENCHES["mlm", kind](None, steps=3, warmup=1)
-    assert tokens == sum(timed) / 3  # a seeded dataset reshuffles each pass: counting another pass gets other batches
-
-
-@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
-def test_the_input_pipelines_row_reports_its_cpu_per_batch_and_the_in_memory_row_has_none(small_wordnet_recipe):
-    seconds, _, _, extra = bench.BENCHES["mlm", "pipeline input"](None, steps=2, warmup=1)
-    assert seconds == 0.5 and extra["input_cpu_seconds"] > 0
-    assert len(bench.BENCHES["mlm", "in-memory input"](None, steps=2, warmup=1)) == 3  # memory: no input work
+    monkeypatch.setattr(bench, "INPUT_TURNS", 2)
+    results = bench.BENCHES["mlm", "input overhead"](None, steps=3, warmup=1)
+    # A warm-up fit from memory, then pipeline and memory in turns, every fit timing the same batches.
+    assert len(fits) == 5 and all(timed == fits[0] for timed in fits)
+    seconds, tokens, flops, extra = results["pipeline input"]
+    assert seconds == (2 + 4) / 2 and tokens == sum(fits[0]) / 3 and flops is None
+    assert extra["input_cpu_seconds"] > 0  # the pipeline's own CPU; memory has no input work
+    assert results["in-memory input"] == ((3 + 5) / 2, tokens, None)
 
 
 @pytest.mark.parametrize("implementation, keeps_freed_memory", [("keras-pretrain", True), ("keras-hub", False)])
