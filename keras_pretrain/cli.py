@@ -114,7 +114,8 @@ def build_parser():
         description="Each measurement in its own process: the package's objectives, keras-hub's BertMaskedLM and (when "
         "transformers is installed) Hugging Face's BertForMaskedLM and ViTMAEForPreTraining at the same sizes, a "
         "float32 matmul peak for MFU, the WordNet pipeline's token rate batched three ways (length buckets, by token "
-        "budget, padded; in one process, taking turns), and each pipeline's input overhead.",
+        "budget, padded; in one process, taking turns), and each pipeline's input overhead (against its batches from "
+        "memory, taking turns).",
     )
     bench.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     bench.add_argument("--objectives", nargs="+", choices=("mlm", "mae"), default=["mlm", "mae"])
