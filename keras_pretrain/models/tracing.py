@@ -9,7 +9,7 @@ class TracesOnce:
     Keras builds that state up front on JAX, on torch and under `tf.distribute`,
     but on single-device TensorFlow it creates it inside the first trace of the
     train step. A `tf.function` that creates variables is traced a second time,
-    so every new model's first `fit` paid for two traces (about 3.5 s each for
+    so a new model's first `fit` paid for two traces (about 3.5 s each for
     a one-block MAE on a 2-core machine, more for deeper models). Here Keras
     builds it from the data's `element_spec` instead, as it does under
     `tf.distribute`, without reading a batch (which would restart the input
@@ -21,6 +21,7 @@ class TracesOnce:
     >>> model.compile(optimizer="adamw"); model.fit(images)  # one trace of the train step
     """
 
+    # Keras's own hook for this (private; tests/models/test_tracing.py fails if Keras stops calling it).
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if keras.backend.backend() != "tensorflow" or self._distribute_strategy is not None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
