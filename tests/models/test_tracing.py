@@ -56,7 +56,7 @@ def test_training_is_what_it_is_when_the_state_is_made_while_tracing(monkeypatch
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data specs without a rank are TensorFlow's")
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TracesOnce acts on TensorFlow only; elsewhere Keras builds before tracing")
 def test_input_of_unknown_rank_is_left_to_keras():
     # Such specs have no shape to build from: the state is made while tracing, as Keras does.
     model = TracingModel()
