@@ -27,7 +27,7 @@ class TracesOnce:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
         import tensorflow as tf
 
-        if data_batch is None:  # fit and evaluate: the batches' specs, which `_symbolic_build` reads as it reads tensors
+        if data_batch is None:  # fit and evaluate: the batches' specs, which `_symbolic_build` reads like tensors
             data_batch = iterator._distributed_dataset.element_spec  # the dataset itself outside `tf.distribute`
             if not all(isinstance(spec, tf.TensorSpec) and spec.shape.rank is not None
                        for spec in tf.nest.flatten(data_batch)):

@@ -21,7 +21,7 @@ def test_a_first_fit_of_one_step_runs_the_train_step_once():
     mlm = small_mlm()
     mlm.compile(optimizer="adamw")
     steps = counting(mlm, "train_step")
-    batches = tf.data.Dataset.from_tensors(inputs(*text_batch(8, 32, 10)))  # a dict of specs, as the text pipelines give
+    batches = tf.data.Dataset.from_tensors(inputs(*text_batch(8, 32, 10)))  # a dict of specs, as text pipelines give
     mlm.fit(batches, epochs=1, verbose=0)
     assert len(steps) == 1
 
@@ -56,7 +56,8 @@ def test_training_is_what_it_is_when_the_state_is_made_while_tracing(monkeypatch
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TracesOnce acts on TensorFlow only; elsewhere Keras builds before tracing")
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="TracesOnce acts on TensorFlow only; elsewhere Keras builds before tracing")
 def test_input_of_unknown_rank_is_left_to_keras():
     # Such specs have no shape to build from: the state is made while tracing, as Keras does.
     model = TracingModel()
