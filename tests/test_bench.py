@@ -40,14 +40,15 @@ def test_format_table_gives_ratios_to_keras_hub_and_hugging_face():
 
 
 def test_input_cpu_seconds_counts_the_pipelines_own_cpu_per_batch():
-    def busy(x):  # 10 ms of CPU on a tf.data thread
+    def busy(x):  # 20 ms of CPU on a tf.data thread
         start = time.thread_time()
-        while time.thread_time() - start < 0.01:
+        while time.thread_time() - start < 0.02:
             pass
         return x
 
     numbers = tf.data.Dataset.range(4)
     slow = numbers.map(lambda x: tf.py_function(busy, [x], tf.int64))
+    # tf.data may make a batch ahead, outside the clock: half the cost is a bound that still tells 20 ms from none
     assert bench.input_cpu_seconds(slow, 6) >= 0.01
     assert bench.input_cpu_seconds(numbers, 6) < 0.005
 
