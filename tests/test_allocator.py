@@ -8,8 +8,11 @@ from tests.conftest import run_python
 # Additions of a 64 MB tensor on the test's backend, each result freed before the next: the page faults an
 # addition takes once the heap has grown (the median of ten), per page of its result. With glibc's defaults every
 # result is a fresh mmap (64 MB is above its largest mmap threshold), so each faults every page in again.
+# TensorFlow runs with oneDNN off: on by default on CPUs with AVX512_VNNI or AVX512_BF16, oneDNN pools large CPU
+# tensors in TensorFlow's own allocator, so glibc's settings do not show there (no refaults either way).
 FAULTS_PER_PAGE = """
-import json, resource, statistics
+import json, os, resource, statistics
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 import keras_pretrain
 from keras_pretrain.allocator import keep_freed_memory
 import keras
