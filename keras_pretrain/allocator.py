@@ -3,11 +3,12 @@
 XLA:CPU gives each execution of a JAX train step its temporaries as one
 block (310 MB for the MAE step of `keras-pretrain bench`); TensorFlow and
 PyTorch allocate each large tensor on its own (TensorFlow with oneDNN, on
-by default on CPUs with AVX512_VNNI or AVX512_BF16, pools them itself). glibc's `malloc` serves large
-blocks (above a threshold of at most 32 MB) with a fresh `mmap` and returns
-them to the kernel when they are freed, so every step faults its memory in
-again, page by page: 85,000 page faults and about a quarter of a second of
-kernel time per JAX MAE step on a 2-core machine. The heaps glibc gives
+by default on CPUs with AVX512_VNNI or AVX512_BF16, pools them itself).
+glibc's `malloc` serves large blocks (above a threshold of at most 32 MB)
+with a fresh `mmap` and returns them to the kernel when they are freed, so
+every step faults its memory in again, page by page: 85,000 page faults and
+about a quarter of a second of kernel time per JAX MAE step on a 2-core
+machine. The heaps glibc gives
 threads other than the main one (the frameworks' step threads) hold at most
 64 MB, so larger blocks always take that path there. So, before any framework
 starts its threads, `import keras_pretrain` asks glibc for one heap shared by

@@ -122,8 +122,8 @@ def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input
         if spec["implementation"] == "matmul":
             return [{"peak_flops": 1e12}]
         measured.append((spec["implementation"], spec["backend"]))
-        kinds = {"wordnet batchings": bench.WORDNET_BATCHING, "input overhead": ["pipeline input", "in-memory input"]
-                 }.get(spec["implementation"], [spec["implementation"]])
+        rows_of = {"wordnet batchings": bench.WORDNET_BATCHING, "input overhead": ["pipeline input", "in-memory input"]}
+        kinds = rows_of.get(spec["implementation"], [spec["implementation"]])
         return [{"objective": spec["objective"], "implementation": kind, "backend": spec["backend"], "step_seconds": 0.1,
                  "samples_per_second": 10.0, "flops_per_step": None, "peak_rss_mb": 900.0} for kind in kinds]
 

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
+from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.models.vit import (
     ChecksImages,
     PositionEmbedding,
@@ -13,7 +14,6 @@ from keras_pretrain.models.vit import (
     unpatchify,
 )
 from keras_pretrain.objectives.masking import gather_tokens
-from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.objectives.xla import CompilesWithXla
 from keras_pretrain.throughput import count_parameters, transformer_flops
 

@@ -9,8 +9,8 @@ from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
 from keras_pretrain.models.text_backbone import sequence_output
-from keras_pretrain.objectives.masking import gather_tokens
 from keras_pretrain.models.tracing import TracesOnce
+from keras_pretrain.objectives.masking import gather_tokens
 from keras_pretrain.objectives.xla import CompilesWithXla
 from keras_pretrain.throughput import count_parameters, transformer_flops
 

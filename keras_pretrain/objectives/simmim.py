@@ -4,9 +4,9 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
+from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.models.vit import ChecksImages, patchify
 from keras_pretrain.objectives.masking import block_mask, num_masked
-from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.objectives.xla import CompilesWithXla
 from keras_pretrain.throughput import count_parameters, transformer_flops
 
