@@ -10,8 +10,8 @@ def sequence_output(backbone, token_ids, padding_mask, segment_ids=None, trainin
 
     Backbones that take `segment_ids` (BERT) get zeros when none are given,
     so that single-segment inputs need not carry them. The backbone runs in
-    `flat_projections`, which makes its attention projections faster on
-    TensorFlow.
+    `flat_projections`, which makes its projections faster on TensorFlow and
+    JAX.
 
     Example:
     >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=1000, num_layers=2, num_heads=2,

@@ -115,7 +115,7 @@ def run_blocks(blocks, tokens, training=False):
     """Run `blocks` one after the other, each reading the previous one's output through a `gradient_barrier`.
 
     The barrier makes JAX's backward pass on CPU faster, and `flat_projections`
-    TensorFlow's attention projections; neither changes a value beyond float
+    the blocks' projections on TensorFlow and JAX; neither changes a value beyond float
     rounding. On JAX it drops Keras masks, so these blocks take
     no padding mask. No blocks: the tokens come back unchanged.
 

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
+from keras_pretrain.models.flat_projections import flat_projections
 from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.models.vit import ChecksImages, PositionEmbedding, run_blocks, transformer_blocks
 from keras_pretrain.objectives.masking import block_mask, gather_tokens, num_masked, random_mask, visible_first
@@ -136,6 +137,7 @@ class LatentMaskedPrediction(CompilesWithXla, TracesOnce, ChecksImages, keras.Mo
             teacher.assign(ops.cast(m * ops.cast(teacher, "float32") + (1.0 - m) * value, teacher.dtype))
         self.teacher_updates.assign(self.teacher_updates + 1.0)
 
+    @flat_projections()
     def call(self, images, noise=None, training=False):
         batch_size, num_patches = ops.shape(images)[0], self.encoder.num_patches
         if noise is None:

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
+from keras_pretrain.models.flat_projections import flat_projections
 from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.models.vit import (
     ChecksImages,
@@ -100,6 +101,7 @@ class MaskedAutoencoder(CompilesWithXla, TracesOnce, ChecksImages, keras.Model):
         self.decoder_pred.build(decoder_shape)
         self.built = True
 
+    @flat_projections()
     def call(self, images, noise=None, training=False):
         batch_size, num_patches = ops.shape(images)[0], self.encoder.num_patches
         if noise is None:

@@ -8,6 +8,7 @@ import numpy as np
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
+from keras_pretrain.models.flat_projections import flat_projections
 from keras_pretrain.models.text_backbone import sequence_output
 from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.objectives.masking import gather_tokens
@@ -319,6 +320,7 @@ class MaskedLanguageModel(CompilesWithXla, TracesOnce, keras.Model):
             kernel = self.output_kernel
         return ops.matmul(x, ops.cast(kernel, x.dtype)) + ops.cast(self.output_bias, x.dtype)
 
+    @flat_projections()
     def call(self, inputs, noise=None, corruption_noise=None, training=False):
         masked = self.mask_tokens(inputs["token_ids"], inputs["padding_mask"], noise, corruption_noise)
         hidden = sequence_output(

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_pretrain.distribute import replica_uniform
+from keras_pretrain.models.flat_projections import flat_projections
 from keras_pretrain.models.tracing import TracesOnce
 from keras_pretrain.models.vit import ChecksImages, patchify
 from keras_pretrain.objectives.masking import block_mask, num_masked
@@ -72,6 +73,7 @@ class SimMIM(CompilesWithXla, TracesOnce, ChecksImages, keras.Model):
         self.pixel_head.build((input_shape[0], self.encoder.num_patches, self.encoder.hidden_dim))
         self.built = True
 
+    @flat_projections()
     def call(self, images, noise=None, training=False):
         encoder = self.encoder
         patches = patchify(encoder.pixels(images), encoder.patch_size)
