@@ -68,18 +68,16 @@ def _install(backend):
     # Keras's backend functions are looked up on their module at each call; the wrappers defer to them
     # outside the context, so code that never enters it sees Keras unchanged.
     module = importlib.import_module(f"keras.src.backend.{backend}.numpy")
+    rewrites = {"einsum": einsum_as_matrix_product, "matmul": matmul_as_matrix_product}
     for name in _REWRITTEN[backend]:
-        setattr(module, name, _folding(getattr(module, name), name))
+        setattr(module, name, _folding(getattr(module, name), rewrites[name]))
 
 
-def _folding(keras_function, name):
+def _folding(keras_function, rewrite):
     @functools.wraps(keras_function)
     def function(*args, **kwargs):
-        if _active.get() and len(args) == (3 if name == "einsum" else 2) and not kwargs:
-            product = einsum_as_matrix_product(*args) if name == "einsum" else matmul_as_matrix_product(*args)
-            if product is not None:
-                return product
-        return keras_function(*args, **kwargs)
+        product = rewrite(*args) if _active.get() and not kwargs else None
+        return keras_function(*args, **kwargs) if product is None else product
 
     return function
 
@@ -106,18 +104,17 @@ def projection_axes(subscripts):
     return len(leading), len(contracted)
 
 
-def einsum_as_matrix_product(subscripts, x, y):
-    """The einsum as one 2-D product, or None when `subscripts` is not a projection (`projection_axes`)."""
-    axes = projection_axes(subscripts)
-    return None if axes is None else as_matrix_product(x, y, *axes)
+def einsum_as_matrix_product(subscripts, *operands):
+    """The einsum of two operands as one 2-D product, or None when `subscripts` is not a projection
+    (`projection_axes`)."""
+    axes = projection_axes(subscripts) if len(operands) == 2 else None
+    return None if axes is None else as_matrix_product(*operands, *axes)
 
 
 def matmul_as_matrix_product(x, y):
     """`x @ y` as one 2-D product when `x` has more than 2 axes and `y` is a 2-D kernel; else None."""
-    x, y = ops.convert_to_tensor(x), ops.convert_to_tensor(y)
-    if len(x.shape) <= 2 or len(y.shape) != 2:
-        return None
-    return as_matrix_product(x, y, len(x.shape) - 1, 1)
+    rank = len(ops.shape(x))
+    return as_matrix_product(x, y, rank - 1, 1) if rank > 2 and len(ops.shape(y)) == 2 else None
 
 
 def as_matrix_product(x, y, leading, contracted):
@@ -130,5 +127,6 @@ def as_matrix_product(x, y, leading, contracted):
             or not all(isinstance(size, int) for size in kernel_shape)):
         return None
     rows = math.prod(kernel_shape[:contracted])
+    # On JAX this `ops.matmul` passes through the wrapper too, which leaves 2-D products to Keras.
     product = ops.matmul(ops.reshape(x, (-1, rows)), ops.reshape(y, (rows, -1)))
     return ops.reshape(product, (*ops.shape(x)[:leading], *kernel_shape[contracted:]))

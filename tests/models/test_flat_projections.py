@@ -99,16 +99,16 @@ def unfolded_projections(function, *args):
     return [ranks for (batch, _), ranks in products(jaxpr) if not batch and max(ranks) > 2]
 
 
-def gradient_function(layer, run):
-    """A function of the tokens giving the gradients of a loss through `run` for the tokens and `layer`'s
-    trainable weights."""
+def gradient_function(layer):
+    """A function of the tokens giving the gradients of a loss through `layer` for the tokens and its trainable
+    weights."""
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         def gradients(x):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                loss = tf.reduce_sum(run(x) ** 2)
+                loss = tf.reduce_sum(layer(x) ** 2)
             return tape.gradient(loss, [x, *layer.trainable_weights])
 
         return gradients
@@ -144,7 +144,7 @@ def test_blocks_train_their_projections_as_matrix_products():
     for flat in (False, True):
         layer = Blocks(flat)
         layer(tokens)
-        unfolded[flat] = unfolded_projections(gradient_function(layer, layer), tokens)
+        unfolded[flat] = unfolded_projections(gradient_function(layer), tokens)
     # Keras alone: TensorFlow broadcasts the four attention projections forward and in both gradients; JAX also
     # multiplies the 3-D tokens by the feed-forward kernels.
     assert len(unfolded[False]) >= 16, "Keras no longer traces these products unfolded: drop flat_projections"
