@@ -5,7 +5,9 @@ import; frameworks do not share the cores between measurements): the
 package's `MaskedLanguageModel` and `MaskedAutoencoder`, keras-hub's
 `BertMaskedLM` at the same configuration on the same backend, Hugging Face's
 `BertForMaskedLM` and `ViTMAEForPreTraining` when `transformers` is installed,
-and a float32 matrix product for the peak MFU is measured against. Every row
+and a float32 matrix product for the peak MFU is measured against. The
+compared models of an objective are all alive at once and take turns
+(`run_in_turns`), so the machine's drift reaches them alike. Every row
 reports samples/s (tokens/s for text), the median step time after warm-up,
 MFU, and the process's peak resident memory.
 
@@ -29,18 +31,6 @@ MLM = dict(vocabulary_size=8192, hidden_dim=256, num_layers=4, num_heads=4, inte
            sequence_length=128, batch_size=16, mask_rate=0.15)
 MAE = dict(image_size=32, channels=3, patch_size=4, hidden_dim=192, depth=6, num_heads=3, mlp_ratio=4,
            decoder_dim=128, decoder_depth=2, decoder_heads=4, mask_ratio=0.75, batch_size=64)
-
-
-def timed_steps(step, steps, warmup):
-    """Median seconds of one call of `step()` after `warmup` calls (each call must block until done)."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def keras_fit_step(model, batch):
@@ -77,7 +67,7 @@ def bert_backbone(config):
     )
 
 
-def bench_keras_pretrain_mlm(config, steps, warmup):
+def keras_pretrain_mlm_step(config):
     import keras
 
     from keras_pretrain.objectives import MaskedLanguageModel
@@ -88,12 +78,11 @@ def bench_keras_pretrain_mlm(config, steps, warmup):
     length = config["sequence_length"]
     model.build({"token_ids": (None, length), "padding_mask": (None, length)})
     model.compile(optimizer=keras.optimizers.AdamW(1e-4))
-    seconds = timed_steps(keras_fit_step(model, mlm_batch(config)), steps, warmup)
     tokens = config["batch_size"] * length
-    return seconds, tokens, model.flops_per_sample(length) * config["batch_size"]
+    return keras_fit_step(model, mlm_batch(config)), tokens, model.flops_per_sample(length) * config["batch_size"]
 
 
-def bench_keras_hub_mlm(config, steps, warmup):
+def keras_hub_mlm_step(config):
     import keras
     import keras_hub
     import numpy as np
@@ -109,11 +98,10 @@ def bench_keras_hub_mlm(config, steps, warmup):
                                   for _ in range(config["batch_size"])]), axis=1).astype("int32")
     x = {**batch, "segment_ids": np.zeros_like(batch["token_ids"]), "mask_positions": positions}
     y = np.take_along_axis(batch["token_ids"], positions, axis=1)
-    seconds = timed_steps(keras_fit_step(model, (x, y)), steps, warmup)
-    return seconds, config["batch_size"] * config["sequence_length"], None
+    return keras_fit_step(model, (x, y)), config["batch_size"] * config["sequence_length"], None
 
 
-def bench_keras_pretrain_mae(config, steps, warmup):
+def keras_pretrain_mae_step(config):
     import keras
     import numpy as np
 
@@ -131,11 +119,10 @@ def bench_keras_pretrain_mae(config, steps, warmup):
     model.build((None, size, size, config["channels"]))
     model.compile(optimizer=keras.optimizers.AdamW(1e-4))
     images = np.random.default_rng(0).integers(0, 256, (config["batch_size"], size, size, config["channels"]), dtype="uint8")
-    seconds = timed_steps(keras_fit_step(model, images), steps, warmup)
-    return seconds, config["batch_size"], model.flops_per_sample() * config["batch_size"]
+    return keras_fit_step(model, images), config["batch_size"], model.flops_per_sample() * config["batch_size"]
 
 
-def bench_transformers_mlm(config, steps, warmup):
+def transformers_mlm_step(config):
     import torch
     from transformers import BertConfig, BertForMaskedLM
 
@@ -156,10 +143,10 @@ def bench_transformers_mlm(config, steps, warmup):
         model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=labels).loss.backward()
         optimizer.step()
 
-    return timed_steps(step, steps, warmup), config["batch_size"] * config["sequence_length"], None
+    return step, config["batch_size"] * config["sequence_length"], None
 
 
-def bench_transformers_mae(config, steps, warmup):
+def transformers_mae_step(config):
     import torch
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
@@ -179,7 +166,7 @@ def bench_transformers_mae(config, steps, warmup):
         model(pixel_values=pixels).loss.backward()
         optimizer.step()
 
-    return timed_steps(step, steps, warmup), config["batch_size"], None
+    return step, config["batch_size"], None
 
 
 def fit_seconds_per_step(model, dataset, steps, warmup):
@@ -319,12 +306,43 @@ BENCHES = {
     ("mlm", "wordnet batchings"): bench_wordnet_batchings,
     ("mae", "input overhead"): bench_input_overhead("mae"),
     ("mlm", "input overhead"): bench_input_overhead("mlm"),
-    ("mlm", "keras-pretrain"): bench_keras_pretrain_mlm,
-    ("mlm", "keras-hub"): bench_keras_hub_mlm,
-    ("mlm", "transformers"): bench_transformers_mlm,
-    ("mae", "keras-pretrain"): bench_keras_pretrain_mae,
-    ("mae", "transformers"): bench_transformers_mae,
 }
+
+# The models compared side by side: each makes `(step, samples per step, FLOPs per step or None)`, and their
+# processes take turns (`run_in_turns`).
+TRAINING_STEPS = {
+    ("mlm", "keras-pretrain"): keras_pretrain_mlm_step,
+    ("mlm", "keras-hub"): keras_hub_mlm_step,
+    ("mlm", "transformers"): transformers_mlm_step,
+    ("mae", "keras-pretrain"): keras_pretrain_mae_step,
+    ("mae", "transformers"): transformers_mae_step,
+}
+TURNS = 5  # the compared models' processes take turns this many times, each timing steps / TURNS steps a turn
+
+
+def time_in_turns(make_step, config, spec):
+    """A compared model's process: warm up, say READY, then time `steps_per_turn` steps at every line on stdin.
+
+    After waiting for its turn a process runs one untimed step first (its
+    caches went cold while the others ran). Returns `(median step seconds,
+    samples, flops, {"turn_windows": [(start, end), ...]})`, the windows in
+    `time.perf_counter()` seconds, a clock every process of the machine shares.
+    """
+    step, samples, flops = make_step(config)
+    for _ in range(spec["warmup"]):
+        step()
+    print("READY", flush=True)
+    times, windows = [], []
+    for _ in sys.stdin:
+        step()
+        began = time.perf_counter()
+        for _ in range(spec["steps_per_turn"]):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        windows.append((began, time.perf_counter()))
+        print("TURN", flush=True)
+    return statistics.median(times), samples, flops, {"turn_windows": windows}
 
 
 def child(spec):
@@ -343,7 +361,10 @@ def child(spec):
     else:
         # A measurement may add fields of its own after (seconds, samples, flops), or measure several
         # implementations at once: {implementation: (seconds, samples, flops, ...)}.
-        results = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
+        if (objective, implementation) in TRAINING_STEPS:
+            results = time_in_turns(TRAINING_STEPS[objective, implementation], config, spec)
+        else:
+            results = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
         rows = {}
         for name, (seconds, samples, flops, *extra) in (results if isinstance(results, dict)
                                                           else {implementation: results}).items():
@@ -356,18 +377,100 @@ def child(spec):
               flush=True)
 
 
-def run_child(spec, timeout=900):
-    """Run the measurement `spec` in a fresh process on its backend; return its rows (most measurements make one)."""
-    env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3"}
+def child_command(spec):
+    """The command line and environment of the process that measures `spec`."""
+    env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3",
+           # Processes taking turns on one GPU: each takes the memory it uses, not most of the card up front.
+           "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
     if spec["implementation"] in ("keras-hub", "transformers"):
         env[OPT_OUT] = "0"  # measured with glibc's defaults, as their users run them (keras_pretrain.allocator)
-    result = subprocess.run([sys.executable, "-m", "keras_pretrain.bench", "--child", json.dumps(spec)],
-                            capture_output=True, text=True, env=env, timeout=timeout)
-    rows = [json.loads(line[len("BENCH "):]) for line in result.stdout.splitlines() if line.startswith("BENCH ")]
+    return [sys.executable, "-m", "keras_pretrain.bench", "--child", json.dumps(spec)], env
+
+
+def bench_rows(stdout):
+    return [json.loads(line[len("BENCH "):]) for line in stdout.splitlines() if line.startswith("BENCH ")]
+
+
+def failure(spec, stderr):
+    return RuntimeError(f"{spec['implementation']} {spec['objective']} on {spec['backend']} failed: "
+                        f"{(stderr.strip().splitlines() or ['no output'])[-1]}")
+
+
+def run_child(spec, timeout=900):
+    """Run the measurement `spec` in a fresh process on its backend; return its rows (most measurements make one)."""
+    command, env = child_command(spec)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
+    rows = bench_rows(result.stdout)
     if rows:
         return rows
-    raise RuntimeError(f"{spec['implementation']} {spec['objective']} on {spec['backend']} failed: "
-                       f"{(result.stderr.strip().splitlines() or ['no output'])[-1]}")
+    raise failure(spec, result.stderr)
+
+
+def run_in_turns(specs, log=print, turns=TURNS, timeout=900):
+    """Time the compared models `specs` side by side: one process each, all alive at once, taking turns.
+
+    Each process builds and warms up its model while the others wait (so
+    compiling competes with nothing), then they time their steps in turns,
+    `turns` times round: a drift of the machine (a noisy neighbour, a
+    throttled core) reaches every model alike, where measurements one after
+    the other would each meet a different machine. A process that fails or
+    does not answer within `timeout` seconds is logged and left out. Returns
+    the rows, in the order of `specs`.
+    """
+    import tempfile
+    import threading
+
+    running = []  # (spec, process, its stderr)
+
+    def skip(entry):
+        spec, process, stderr = entry
+        process.kill()
+        process.wait()
+        stderr.seek(0)
+        log(f"  skipped: {failure(spec, stderr.read())}")
+        stderr.close()
+        running.remove(entry)
+
+    def answers(entry, word):
+        watchdog = threading.Timer(timeout, entry[1].kill)
+        watchdog.start()
+        try:
+            if any(line.strip() == word for line in entry[1].stdout):
+                return
+        finally:
+            watchdog.cancel()
+        skip(entry)
+
+    try:
+        for spec in specs:
+            command, env = child_command(spec)
+            stderr = tempfile.TemporaryFile("w+")
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                                       text=True, env=env)
+            running.append((spec, process, stderr))
+            answers(running[-1], "READY")
+        for _ in range(turns):
+            for entry in list(running):
+                try:
+                    entry[1].stdin.write("go\n")
+                    entry[1].stdin.flush()
+                except BrokenPipeError:
+                    pass  # it died; `answers` finds the end of its output and says why
+                answers(entry, "TURN")
+        rows = []
+        for entry in list(running):
+            entry[1].stdin.close()
+            measured = bench_rows(entry[1].stdout.read())
+            if measured:
+                entry[1].wait()
+                rows += measured
+            else:
+                skip(entry)
+        return rows
+    finally:
+        for _, process, stderr in running:
+            process.kill()
+            stderr.close()
 
 
 def transformers_available():
@@ -383,22 +486,40 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
               real_data=True, dtype_policy="float32", rounds=1, log=print):
     """Measure every implementation on every backend, one process each; return the rows (see the module docstring).
 
-    With `rounds` > 1 the whole plan runs that many times, one round after
-    the other, and each row keeps its fastest round (`samples_per_second_rounds`
-    lists them all): a shared or throttled machine slows some measurements
-    of a round, rarely the same ones twice.
+    The compared models of an objective take turns (`run_in_turns`), each
+    timing `ceil(steps / TURNS)` steps a turn. With `rounds` > 1 the whole
+    plan runs that many times, one round after the other, and each row keeps
+    its fastest round (`samples_per_second_rounds` lists them all).
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1 (--rounds); got {rounds}.")
-    plan = [(objective, "keras-pretrain", backend) for objective in objectives for backend in backends]
-    plan += [("mlm", "keras-hub", backend) for backend in backends if "mlm" in objectives]
+    compared = [(objective, "keras-pretrain", backend) for objective in objectives for backend in backends]
+    compared += [("mlm", "keras-hub", backend) for backend in backends if "mlm" in objectives]
     if transformers_available():
-        plan += [(objective, "transformers", "torch") for objective in objectives]
+        compared += [(objective, "transformers", "torch") for objective in objectives]
+    real = []
     if real_data:
         # The recipes' own models on their own data: the WordNet batchings on every backend, input on the first.
-        plan += [("mlm", "wordnet batchings", backend) for backend in backends]
-        plan += [(objective, "input overhead", backends[0]) for objective in objectives]
+        real += [("mlm", "wordnet batchings", backend) for backend in backends]
+        real += [(objective, "input overhead", backends[0]) for objective in objectives]
+
+    def spec(objective, implementation, backend):
+        return {"objective": objective, "implementation": implementation, "backend": backend, "steps": steps,
+                "steps_per_turn": -(-steps // TURNS), "warmup": warmup, "sizes": (sizes or {}).get(objective, {}),
+                "dtype_policy": dtype_policy}
+
     fastest, peaks = {}, {}
+
+    def keep(measured):
+        for row in measured:
+            log(f"  {row['implementation']} {row['objective']} on {row['backend']}: {row['samples_per_second']:,.0f} "
+                f"{'tokens' if row['objective'] == 'mlm' else 'images'}/s")
+            key = row["objective"], row["implementation"], row["backend"]
+            seen = fastest.get(key, {}).get("samples_per_second_rounds", [])
+            if key not in fastest or row["step_seconds"] < fastest[key]["step_seconds"]:
+                fastest[key] = row
+            fastest[key]["samples_per_second_rounds"] = [*seen, row["samples_per_second"]]
+
     for round_number in range(1, rounds + 1):
         if rounds > 1:
             log(f"Round {round_number} of {rounds}")
@@ -407,22 +528,14 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
             peak = row["peak_flops"]
             peaks[backend] = max(peak, peaks.get(backend, 0.0))
             log(f"{backend}: float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
-        for objective, implementation, backend in plan:
-            spec = {"objective": objective, "implementation": implementation, "backend": backend, "steps": steps,
-                    "warmup": warmup, "sizes": (sizes or {}).get(objective, {}), "dtype_policy": dtype_policy}
+        for objective in objectives:
+            log(f"{objective}: {', '.join(f'{i} on {b}' for o, i, b in compared if o == objective)}, taking turns")
+            keep(run_in_turns([spec(*row) for row in compared if row[0] == objective], log))
+        for measurement in real:
             try:
-                measured = run_child(spec)
+                keep(run_child(spec(*measurement)))
             except (RuntimeError, subprocess.TimeoutExpired) as error:
                 log(f"  skipped: {error}")
-                continue
-            for row in measured:
-                log(f"  {row['implementation']} {objective} on {backend}: {row['samples_per_second']:,.0f} "
-                    f"{'tokens' if objective == 'mlm' else 'images'}/s")
-                key = objective, row["implementation"], backend
-                seen = fastest.get(key, {}).get("samples_per_second_rounds", [])
-                if key not in fastest or row["step_seconds"] < fastest[key]["step_seconds"]:
-                    fastest[key] = row
-                fastest[key]["samples_per_second_rounds"] = [*seen, row["samples_per_second"]]
     rows = []
     for (objective, implementation, backend), row in fastest.items():  # in the order first measured
         peak = peaks.get(backend) or max(peaks.values())

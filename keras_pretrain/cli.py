@@ -112,15 +112,16 @@ def build_parser():
     bench = commands.add_parser(
         "bench", help="Training throughput on each backend, side by side with keras-hub and Hugging Face.",
         description="Each measurement in its own process: the package's objectives, keras-hub's BertMaskedLM and (when "
-        "transformers is installed) Hugging Face's BertForMaskedLM and ViTMAEForPreTraining at the same sizes, a "
-        "float32 matmul peak for MFU, the WordNet pipeline's token rate batched three ways (length buckets, by token "
-        "budget, padded; in one process, taking turns), and each pipeline's input overhead (against its batches from "
-        "memory, taking turns).",
+        "transformers is installed) Hugging Face's BertForMaskedLM and ViTMAEForPreTraining at the same sizes (their "
+        "processes taking turns), a float32 matmul peak for MFU, the WordNet pipeline's token rate batched three "
+        "ways (length buckets, by token budget, padded; in one process, taking turns), and each pipeline's input "
+        "overhead (against its batches from memory, taking turns).",
     )
     bench.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     bench.add_argument("--objectives", nargs="+", choices=("mlm", "mae"), default=["mlm", "mae"])
     bench.add_argument("--steps", type=int, default=20,
-                       help="Timed steps per measurement (default 20; each WordNet batching times 5 blocks of this many).")
+                       help="Timed steps per measurement (default 20; the compared models time them in 5 turns, "
+                       "each WordNet batching in 5 blocks of this many).")
     bench.add_argument("--warmup", type=int, default=5, help="Untimed steps first (compilation; default 5).")
     bench.add_argument("--rounds", type=int, default=1,
                        help="Run everything this many times; each row keeps its fastest round (default 1).")

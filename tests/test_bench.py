@@ -75,9 +75,10 @@ def test_a_measurement_of_several_implementations_prints_a_row_for_each(monkeypa
     "objective, implementation, config",
     [("mlm", "keras-pretrain", TINY_MLM), ("mlm", "keras-hub", TINY_MLM), ("mae", "keras-pretrain", TINY_MAE)],
 )
-def test_each_measurement_trains_and_times_steps(objective, implementation, config):
-    seconds, samples, flops = bench.BENCHES[objective, implementation](config, steps=2, warmup=1)
-    assert seconds > 0
+def test_each_compared_model_makes_a_training_step(objective, implementation, config):
+    step, samples, flops = bench.TRAINING_STEPS[objective, implementation](config)
+    step()
+    step()
     per_batch = config["batch_size"] * (config["sequence_length"] if objective == "mlm" else 1)
     assert samples == per_batch
     assert (flops is None) == (implementation == "keras-hub")  # keras-hub's row borrows the package's count
@@ -96,29 +97,51 @@ def test_fit_timing_is_one_fit_so_runs_with_the_same_seeds_time_the_same_batches
     assert fits == [5]  # a second fit for the timed steps would start a new pass, with a new shuffle
 
 
+def measured_row(spec, samples_per_second):
+    return {**{k: spec[k] for k in ("objective", "implementation", "backend")}, "step_seconds": 64 / samples_per_second,
+            "samples_per_second": samples_per_second, "flops_per_step": 1e11, "peak_rss_mb": 900.0}
+
+
 def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
-    speeds = iter([100.0, 150.0, 120.0])
+    speeds, compared = iter([100.0, 150.0, 120.0]), []
 
-    def fake_child(spec, timeout=900):
-        if spec["implementation"] == "matmul":
-            return [{"peak_flops": 1e12}]
-        samples_per_second = next(speeds)
-        return [{**{k: spec[k] for k in ("objective", "implementation", "backend")}, "step_seconds": 64 / samples_per_second,
-                 "samples_per_second": samples_per_second, "flops_per_step": 1e11, "peak_rss_mb": 900.0}]
+    def fake_run_in_turns(specs, log):
+        compared.append(specs)
+        return [measured_row(spec, next(speeds)) for spec in specs]
 
-    monkeypatch.setattr(bench, "run_child", fake_child)
+    monkeypatch.setattr(bench, "run_child", lambda spec: [{"peak_flops": 1e12}])  # the matmul peak
+    monkeypatch.setattr(bench, "run_in_turns", fake_run_in_turns)
     monkeypatch.setattr(bench, "transformers_available", lambda: False)
-    [row] = bench.run_bench(["jax"], ["mae"], real_data=False, rounds=3, log=lambda line: None)
+    [row] = bench.run_bench(["jax"], ["mae"], steps=18, real_data=False, rounds=3, log=lambda line: None)
     assert row["samples_per_second"] == 150.0 and row["samples_per_second_rounds"] == [100.0, 150.0, 120.0]
     assert row["mfu"] == pytest.approx(1e11 / (64 / 150.0) / 1e12)
+    assert compared[0][0]["steps_per_turn"] == 4  # 18 steps in 5 turns: 20 timed, at least as many as asked for
     with pytest.raises(ValueError, match=r"rounds must be at least 1 \(--rounds\); got 0"):
         bench.run_bench(["jax"], ["mae"], rounds=0)
+
+
+def test_the_compared_models_of_an_objective_take_turns_together(monkeypatch):
+    groups = []
+
+    def fake_run_in_turns(specs, log):
+        groups.append([(spec["objective"], spec["implementation"], spec["backend"]) for spec in specs])
+        return [measured_row(spec, 100.0) for spec in specs]
+
+    monkeypatch.setattr(bench, "run_child", lambda spec: [{"peak_flops": 1e12}])
+    monkeypatch.setattr(bench, "run_in_turns", fake_run_in_turns)
+    monkeypatch.setattr(bench, "transformers_available", lambda: True)
+    bench.run_bench(["tensorflow", "jax"], ["mlm", "mae"], real_data=False, log=lambda line: None)
+    assert groups == [
+        [("mlm", "keras-pretrain", "tensorflow"), ("mlm", "keras-pretrain", "jax"), ("mlm", "keras-hub", "tensorflow"),
+         ("mlm", "keras-hub", "jax"), ("mlm", "transformers", "torch")],
+        [("mae", "keras-pretrain", "tensorflow"), ("mae", "keras-pretrain", "jax"), ("mae", "transformers", "torch")],
+    ]
 
 
 def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input_on_the_first(monkeypatch):
     measured = []
 
-    def fake_child(spec, timeout=900):
+    def fake_child(spec):
         if spec["implementation"] == "matmul":
             return [{"peak_flops": 1e12}]
         measured.append((spec["implementation"], spec["backend"]))
@@ -128,6 +151,7 @@ def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input
                  "samples_per_second": 10.0, "flops_per_step": None, "peak_rss_mb": 900.0} for kind in kinds]
 
     monkeypatch.setattr(bench, "run_child", fake_child)
+    monkeypatch.setattr(bench, "run_in_turns", lambda specs, log: [])
     monkeypatch.setattr(bench, "transformers_available", lambda: False)
     rows = bench.run_bench(["torch", "jax"], ["mlm"], log=lambda line: None)
     # The three batchings of a backend are measured in one process, so the machine's drift reaches them alike.
@@ -221,19 +245,32 @@ def test_the_pipeline_and_memory_take_turns_on_the_same_batches(monkeypatch, sma
     assert results["in-memory input"] == ((3 + 5) / 2, tokens, None)
 
 
-@pytest.mark.parametrize("implementation, keeps_freed_memory", [("keras-pretrain", True), ("keras-hub", False)])
-def test_child_process_reports_a_row_on_this_backend(implementation, keeps_freed_memory):
-    spec = {"objective": "mlm", "implementation": implementation, "backend": keras.backend.backend(), "steps": 2,
-            "warmup": 1, "sizes": TINY_MLM}
-    [result] = bench.run_child(spec, timeout=300)
-    assert result["backend"] == keras.backend.backend()
-    assert result["samples_per_second"] > 0 and result["peak_rss_mb"] > 0
+def test_compared_models_take_turns_and_a_failing_one_is_left_out():
+    def spec(implementation, sizes):
+        return {"objective": "mlm", "implementation": implementation, "backend": keras.backend.backend(), "steps": 4,
+                "steps_per_turn": 2, "warmup": 1, "sizes": sizes}
+
+    broken = {**TINY_MLM, "vocabulary_size": 2}  # no room for token ids after the 5 special ones
+    logged = []
+    rows = bench.run_in_turns([spec("keras-pretrain", TINY_MLM), spec("keras-pretrain", broken),
+                               spec("keras-hub", TINY_MLM)], log=logged.append, turns=3, timeout=300)
+    assert logged == [f"  skipped: keras-pretrain mlm on {keras.backend.backend()} failed: ValueError: special_token_ids "
+                      "[2, 3, 4] are outside the vocabulary [0, 2)."]
+    assert [row["implementation"] for row in rows] == ["keras-pretrain", "keras-hub"]
+    assert all(row["backend"] == keras.backend.backend() and row["samples_per_second"] > 0 and row["peak_rss_mb"] > 0
+               for row in rows)
     # keras-hub (and Hugging Face) are measured with glibc's defaults, as their users run them.
-    assert result["keeps_freed_memory"] is keeps_freed_memory
+    assert [row["keeps_freed_memory"] for row in rows] == [True, False]
+    # Turn by turn, one process times its steps while the other waits.
+    ours, hubs = (row["turn_windows"] for row in rows)
+    assert len(ours) == len(hubs) == 3
+    for turn in range(3):
+        assert ours[turn][1] <= hubs[turn][0]
+        assert turn == 2 or hubs[turn][1] <= ours[turn + 1][0]
 
 
-def test_a_failing_measurement_names_itself():
-    spec = {"objective": "mlm", "implementation": "keras-pretrain", "backend": keras.backend.backend(), "steps": 1,
-            "warmup": 0, "sizes": {"vocabulary_size": 2}}  # no room for token ids after the 5 special ones
-    with pytest.raises(RuntimeError, match="keras-pretrain mlm on"):
+def test_a_failing_single_process_measurement_names_itself():
+    spec = {"objective": "mae", "implementation": "wordnet batchings", "backend": keras.backend.backend(), "steps": 1,
+            "warmup": 0, "sizes": {}}  # no such measurement: WordNet is text
+    with pytest.raises(RuntimeError, match=r"wordnet batchings mae on \w+ failed: KeyError: \('mae', 'wordnet batchings'\)"):
         bench.run_child(spec, timeout=300)
