@@ -523,7 +523,7 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
     for round_number in range(1, rounds + 1):
         if rounds > 1:
             log(f"Round {round_number} of {rounds}")
-        for backend in backends:
+        for backend in dict.fromkeys([*backends, *(backend for *_, backend in compared)]):  # Hugging Face: torch
             [row] = run_child({"objective": "mlm", "implementation": "matmul", "backend": backend})
             peak = row["peak_flops"]
             peaks[backend] = max(peak, peaks.get(backend, 0.0))

@@ -127,10 +127,12 @@ def test_the_compared_models_of_an_objective_take_turns_together(monkeypatch):
         groups.append([(spec["objective"], spec["implementation"], spec["backend"]) for spec in specs])
         return [measured_row(spec, 100.0) for spec in specs]
 
-    monkeypatch.setattr(bench, "run_child", lambda spec: [{"peak_flops": 1e12}])
+    peaks = []
+    monkeypatch.setattr(bench, "run_child", lambda spec: peaks.append(spec["backend"]) or [{"peak_flops": 1e12}])
     monkeypatch.setattr(bench, "run_in_turns", fake_run_in_turns)
     monkeypatch.setattr(bench, "transformers_available", lambda: True)
     bench.run_bench(["tensorflow", "jax"], ["mlm", "mae"], real_data=False, log=lambda line: None)
+    assert peaks == ["tensorflow", "jax", "torch"]  # Hugging Face's MFU counts against torch's own peak
     assert groups == [
         [("mlm", "keras-pretrain", "tensorflow"), ("mlm", "keras-pretrain", "jax"), ("mlm", "keras-hub", "tensorflow"),
          ("mlm", "keras-hub", "jax"), ("mlm", "transformers", "torch")],
