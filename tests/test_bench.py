@@ -256,10 +256,11 @@ def test_compared_models_take_turns_and_a_failing_one_is_left_out():
     logged = []
     rows = bench.run_in_turns([spec("keras-pretrain", TINY_MLM), spec("keras-pretrain", broken),
                                spec("keras-hub", TINY_MLM)], log=logged.append, turns=3, timeout=300)
-    assert logged == [f"  skipped: keras-pretrain mlm on {keras.backend.backend()} failed: ValueError: special_token_ids "
-                      "[2, 3, 4] are outside the vocabulary [0, 2)."]
+    backend = keras.backend.backend()
+    assert logged == [f"  skipped: keras-pretrain mlm on {backend} failed: ValueError: special_token_ids [2, 3, 4] "
+                      "are outside the vocabulary [0, 2)."]
     assert [row["implementation"] for row in rows] == ["keras-pretrain", "keras-hub"]
-    assert all(row["backend"] == keras.backend.backend() and row["samples_per_second"] > 0 and row["peak_rss_mb"] > 0
+    assert all(row["backend"] == backend and row["samples_per_second"] > 0 and row["peak_rss_mb"] > 0
                for row in rows)
     # keras-hub (and Hugging Face) are measured with glibc's defaults, as their users run them.
     assert [row["keeps_freed_memory"] for row in rows] == [True, False]
@@ -274,5 +275,6 @@ def test_compared_models_take_turns_and_a_failing_one_is_left_out():
 def test_a_failing_single_process_measurement_names_itself():
     spec = {"objective": "mae", "implementation": "wordnet batchings", "backend": keras.backend.backend(), "steps": 1,
             "warmup": 0, "sizes": {}}  # no such measurement: WordNet is text
-    with pytest.raises(RuntimeError, match=r"wordnet batchings mae on \w+ failed: KeyError: \('mae', 'wordnet batchings'\)"):
+    failed = r"wordnet batchings mae on \w+ failed: KeyError: \('mae', 'wordnet batchings'\)"
+    with pytest.raises(RuntimeError, match=failed):
         bench.run_child(spec, timeout=300)
