@@ -258,7 +258,7 @@ def bench_input_overhead(objective):
     Each turn fits `warmup + steps` steps on a fresh build of the seeded
     pipeline (a build's first pass: the same batches every turn), then on
     those batches from memory, and times the last `steps` steps of each;
-    `INPUT_TURNS` turns. One model in one process, so a machine's drift
+    `INPUT_TURNS` turns, each kind's median turn kept. One model in one process, so a machine's drift
     reaches both alike (measured in two processes one after the other, the
     difference moved with the machine by 10% and more). Returns
     `{"pipeline input": (seconds per step, samples per step, None, {"input_cpu_seconds": ...}),
@@ -291,10 +291,13 @@ def bench_input_overhead(objective):
         samples = sum(int(batch["padding_mask"].sum()) if objective == "mlm" else len(batch)
                       for batch in held[warmup:]) / steps
         fit_seconds_per_step(model, memory, steps, warmup)  # compiles (JAX: once per batch shape) before timing
-        seconds = {"pipeline input": 0.0, "in-memory input": 0.0}
+        turns = {"pipeline input": [], "in-memory input": []}
         for _ in range(INPUT_TURNS):
-            seconds["pipeline input"] += fit_seconds_per_step(model, batches(), steps, warmup) / INPUT_TURNS
-            seconds["in-memory input"] += fit_seconds_per_step(model, memory, steps, warmup) / INPUT_TURNS
+            turns["pipeline input"].append(fit_seconds_per_step(model, batches(), steps, warmup))
+            turns["in-memory input"].append(fit_seconds_per_step(model, memory, steps, warmup))
+        # The median turn: a slow spell of the machine that hits one turn does not count, a pipeline that
+        # stalls the step does (in every turn).
+        seconds = {kind: statistics.median(times) for kind, times in turns.items()}
         cpu = {"input_cpu_seconds": input_cpu_seconds(batches(), warmup + steps)}
         return {"pipeline input": (seconds["pipeline input"], samples, None, cpu),
                 "in-memory input": (seconds["in-memory input"], samples, None)}
