@@ -323,7 +323,7 @@ TRAINING_STEPS = {
 TURNS = 5  # the compared models' processes take turns this many times, each timing steps / TURNS steps a turn
 
 
-def time_in_turns(make_step, config, spec):
+def _time_in_turns(make_step, config, spec):
     """A compared model's process: warm up, say READY, then time `steps_per_turn` steps at every line on stdin.
 
     After waiting for its turn a process runs one untimed step first (its
@@ -365,7 +365,7 @@ def child(spec):
         # A measurement may add fields of its own after (seconds, samples, flops), or measure several
         # implementations at once: {implementation: (seconds, samples, flops, ...)}.
         if (objective, implementation) in TRAINING_STEPS:
-            results = time_in_turns(TRAINING_STEPS[objective, implementation], config, spec)
+            results = _time_in_turns(TRAINING_STEPS[objective, implementation], config, spec)
         else:
             results = BENCHES[objective, implementation](config, spec["steps"], spec["warmup"])
         rows = {}
@@ -380,7 +380,7 @@ def child(spec):
               flush=True)
 
 
-def child_command(spec):
+def _child_command(spec):
     """The command line and environment of the process that measures `spec`."""
     env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3",
            # Processes taking turns on one GPU: each takes the memory it uses, not most of the card up front.
@@ -390,23 +390,23 @@ def child_command(spec):
     return [sys.executable, "-m", "keras_pretrain.bench", "--child", json.dumps(spec)], env
 
 
-def bench_rows(stdout):
+def _bench_rows(stdout):
     return [json.loads(line[len("BENCH "):]) for line in stdout.splitlines() if line.startswith("BENCH ")]
 
 
-def failure(spec, stderr):
+def _failure(spec, stderr):
     return RuntimeError(f"{spec['implementation']} {spec['objective']} on {spec['backend']} failed: "
                         f"{(stderr.strip().splitlines() or ['no output'])[-1]}")
 
 
 def run_child(spec, timeout=900):
     """Run the measurement `spec` in a fresh process on its backend; return its rows (most measurements make one)."""
-    command, env = child_command(spec)
+    command, env = _child_command(spec)
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
-    rows = bench_rows(result.stdout)
+    rows = _bench_rows(result.stdout)
     if rows:
         return rows
-    raise failure(spec, result.stderr)
+    raise _failure(spec, result.stderr)
 
 
 def run_in_turns(specs, log=print, turns=TURNS, timeout=900):
@@ -419,6 +419,12 @@ def run_in_turns(specs, log=print, turns=TURNS, timeout=900):
     the other would each meet a different machine. A process that fails or
     does not answer within `timeout` seconds is logged and left out. Returns
     the rows, in the order of `specs`.
+
+    Example:
+    >>> spec = {"objective": "mlm", "steps_per_turn": 4, "warmup": 5, "sizes": {}}
+    >>> rows = run_in_turns([{**spec, "implementation": "keras-pretrain", "backend": backend}
+    ...                      for backend in ("tensorflow", "jax")])
+    >>> [row["samples_per_second"] for row in rows]  # tokens/s on each backend, measured in turns
     """
     import tempfile
     import threading
@@ -430,7 +436,7 @@ def run_in_turns(specs, log=print, turns=TURNS, timeout=900):
         process.kill()
         process.wait()
         stderr.seek(0)
-        log(f"  skipped: {failure(spec, stderr.read())}")
+        log(f"  skipped: {_failure(spec, stderr.read())}")
         stderr.close()
         running.remove(entry)
 
@@ -446,7 +452,7 @@ def run_in_turns(specs, log=print, turns=TURNS, timeout=900):
 
     try:
         for spec in specs:
-            command, env = child_command(spec)
+            command, env = _child_command(spec)
             stderr = tempfile.TemporaryFile("w+")
             process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                                        text=True, env=env)
@@ -463,7 +469,7 @@ def run_in_turns(specs, log=print, turns=TURNS, timeout=900):
         rows = []
         for entry in list(running):
             entry[1].stdin.close()
-            measured = bench_rows(entry[1].stdout.read())
+            measured = _bench_rows(entry[1].stdout.read())
             if measured:
                 entry[1].wait()
                 rows += measured
