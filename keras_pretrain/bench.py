@@ -500,8 +500,9 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
     plan runs that many times, one round after the other, and each row keeps
     its fastest round (`samples_per_second_rounds` lists them all).
     """
-    if rounds < 1:
-        raise ValueError(f"rounds must be at least 1 (--rounds); got {rounds}.")
+    for name, value, least in (("steps", steps, 1), ("warmup", warmup, 0), ("rounds", rounds, 1)):
+        if value < least:
+            raise ValueError(f"{name} must be at least {least} (--{name}); got {value}.")
     compared = [(objective, "keras-pretrain", backend) for objective in objectives for backend in backends]
     compared += [("mlm", "keras-hub", backend) for backend in backends if "mlm" in objectives]
     if transformers_available():

@@ -118,6 +118,10 @@ def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
     assert compared[0][0]["steps_per_turn"] == 4  # 18 steps in 5 turns: 20 timed, at least as many as asked for
     with pytest.raises(ValueError, match=r"rounds must be at least 1 \(--rounds\); got 0"):
         bench.run_bench(["jax"], ["mae"], rounds=0)
+    with pytest.raises(ValueError, match=r"steps must be at least 1 \(--steps\); got 0"):
+        bench.run_bench(["jax"], ["mae"], steps=0)
+    with pytest.raises(ValueError, match=r"warmup must be at least 0 \(--warmup\); got -1"):
+        bench.run_bench(["jax"], ["mae"], warmup=-1)
 
 
 def test_the_compared_models_of_an_objective_take_turns_together(monkeypatch):
