@@ -5,9 +5,9 @@ import; frameworks do not share the cores between measurements): the
 package's `MaskedLanguageModel` and `MaskedAutoencoder`, keras-hub's
 `BertMaskedLM` at the same configuration on the same backend, Hugging Face's
 `BertForMaskedLM` and `ViTMAEForPreTraining` when `transformers` is installed,
-and a float32 matrix product for the peak MFU is measured against. The
-compared models of an objective are all alive at once and take turns
-(`run_in_turns`), so the machine's drift reaches them alike. Every row
+and a matrix product in the dtype policy's compute dtype for the peak MFU is
+measured against. The compared models of an objective are all alive at once
+and take turns (`run_in_turns`), so the machine's drift reaches them alike. Every row
 reports samples/s (tokens/s for text), the median step time after warm-up,
 MFU, and the process's peak resident memory.
 
@@ -122,6 +122,35 @@ def keras_pretrain_mae_step(config):
     return keras_fit_step(model, images), config["batch_size"], model.flops_per_sample() * config["batch_size"]
 
 
+TORCH_DTYPES = {"mixed_bfloat16": "bfloat16", "bfloat16": "bfloat16", "mixed_float16": "float16", "float16": "float16"}
+
+
+def torch_training_step(model, batch, config):
+    """A function running one AdamW step of a torch model on `batch` (a dict of tensors) and waiting for it.
+
+    The model and batch go to the GPU when torch has one (Keras's torch backend puts the package's models
+    there too); under a reduced-precision `config["dtype_policy"]` the forward pass runs in `torch.autocast`,
+    as Hugging Face's Trainer does with `--bf16`.
+    """
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    batch = {name: tensor.to(device) for name, tensor in batch.items()}
+    dtype = TORCH_DTYPES.get(config.get("dtype_policy", "float32"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad()
+        with torch.autocast(device, dtype=getattr(torch, dtype or "float32"), enabled=dtype is not None):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        loss.item()  # waits for the step (CUDA runs it asynchronously)
+
+    return step
+
+
 def transformers_mlm_step(config):
     import torch
     from transformers import BertConfig, BertForMaskedLM
@@ -132,18 +161,11 @@ def transformers_mlm_step(config):
         num_attention_heads=config["num_heads"], intermediate_size=config["intermediate_dim"],
         max_position_embeddings=config["sequence_length"], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     ))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = mlm_batch(config)
-    input_ids = torch.tensor(batch["token_ids"], dtype=torch.long)
+    input_ids = torch.tensor(mlm_batch(config)["token_ids"], dtype=torch.long)
     labels = input_ids.clone()
     labels[torch.rand(labels.shape, generator=torch.Generator().manual_seed(0)) >= config["mask_rate"]] = -100
-
-    def step():
-        optimizer.zero_grad()
-        model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=labels).loss.backward()
-        optimizer.step()
-
-    return step, config["batch_size"] * config["sequence_length"], None
+    batch = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    return torch_training_step(model, batch, config), config["batch_size"] * config["sequence_length"], None
 
 
 def transformers_mae_step(config):
@@ -158,15 +180,8 @@ def transformers_mae_step(config):
         decoder_num_hidden_layers=config["decoder_depth"], decoder_num_attention_heads=config["decoder_heads"],
         decoder_intermediate_size=config["decoder_dim"] * 4, mask_ratio=config["mask_ratio"], norm_pix_loss=True,
     ))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     pixels = torch.rand(config["batch_size"], config["channels"], config["image_size"], config["image_size"])
-
-    def step():
-        optimizer.zero_grad()
-        model(pixel_values=pixels).loss.backward()
-        optimizer.step()
-
-    return step, config["batch_size"], None
+    return torch_training_step(model, {"pixel_values": pixels}, config), config["batch_size"], None
 
 
 def fit_seconds_per_step(model, dataset, steps, warmup):
@@ -356,11 +371,13 @@ def child(spec):
 
         keras.config.set_dtype_policy(spec["dtype_policy"])
     config = MLM if objective == "mlm" else MAE
-    config = {**config, **spec.get("sizes", {})}
+    config = {**config, **spec.get("sizes", {}), "dtype_policy": spec.get("dtype_policy", "float32")}
     if implementation == "matmul":
+        import keras
+
         from keras_pretrain.throughput import matmul_peak_flops
 
-        rows = {implementation: {"peak_flops": matmul_peak_flops()}}
+        rows = {implementation: {"peak_flops": matmul_peak_flops(), "dtype": keras.config.dtype_policy().compute_dtype}}
     else:
         # A measurement may add fields of its own after (seconds, samples, flops), or measure several
         # implementations at once: {implementation: (seconds, samples, flops, ...)}.
@@ -492,17 +509,21 @@ def transformers_available():
 
 
 def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae"), steps=20, warmup=5, sizes=None,
-              real_data=True, dtype_policy="float32", rounds=1, log=print):
+              real_data=True, dtype_policy="float32", rounds=1, log=print, peak_flops=None):
     """Measure every implementation on every backend, one process each; return the rows (see the module docstring).
 
     The compared models of an objective take turns (`run_in_turns`), each
     timing `ceil(steps / TURNS)` steps a turn. With `rounds` > 1 the whole
     plan runs that many times, one round after the other, and each row keeps
-    its fastest round (`samples_per_second_rounds` lists them all).
+    its fastest round (`samples_per_second_rounds` lists them all). MFU is
+    against `peak_flops` where given (a card's datasheet peak), else against
+    a matrix product in the policy's compute dtype measured on each backend.
     """
     for name, value, least in (("steps", steps, 1), ("warmup", warmup, 0), ("rounds", rounds, 1)):
         if value < least:
             raise ValueError(f"{name} must be at least {least} (--{name}); got {value}.")
+    if peak_flops is not None and not peak_flops > 0:
+        raise ValueError(f"the peak must be a positive number of TFLOP/s (--peak-tflops); got {peak_flops / 1e12:g}.")
     compared = [(objective, "keras-pretrain", backend) for objective in objectives for backend in backends]
     compared += [("mlm", "keras-hub", backend) for backend in backends if "mlm" in objectives]
     if transformers_available():
@@ -534,10 +555,12 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
         if rounds > 1:
             log(f"Round {round_number} of {rounds}")
         for backend in dict.fromkeys([*backends, *(backend for *_, backend in compared)]):  # Hugging Face: torch
-            [row] = run_child({"objective": "mlm", "implementation": "matmul", "backend": backend})
+            [row] = run_child({"objective": "mlm", "implementation": "matmul", "backend": backend,
+                               "dtype_policy": dtype_policy})
             peak = row["peak_flops"]
             peaks[backend] = max(peak, peaks.get(backend, 0.0))
-            log(f"{backend}: float32 matmul peak {peak / 1e9:.0f} GFLOP/s")
+            log(f"{backend}: {row['dtype']} matmul peak {peak / 1e9:,.0f} GFLOP/s"
+                + (f" (MFU against the {peak_flops / 1e12:g} TFLOP/s given)" if peak_flops else ""))
         for objective in objectives:
             log(f"{objective}: {', '.join(f'{i} on {b}' for o, i, b in compared if o == objective)}, taking turns")
             keep(run_in_turns([spec(*row) for row in compared if row[0] == objective], log))
@@ -548,10 +571,11 @@ def run_bench(backends=("tensorflow", "jax", "torch"), objectives=("mlm", "mae")
                 log(f"  skipped: {error}")
     rows = []
     for (objective, implementation, backend), row in fastest.items():  # in the order first measured
-        peak = peaks.get(backend) or max(peaks.values())
+        peak = peak_flops or peaks.get(backend) or max(peaks.values())
         flops = row["flops_per_step"] or (_same_model_flops(fastest.values(), objective)
                                           if implementation in ("keras-hub", "transformers") else None)
         row["mfu"] = flops / row["step_seconds"] / peak if flops else None
+        row["peak_flops"] = peak
         row["flops_per_step"] = flops
         rows.append(row)
     return rows

@@ -113,9 +113,9 @@ def build_parser():
         "bench", help="Training throughput on each backend, side by side with keras-hub and Hugging Face.",
         description="Each measurement in its own process: the package's objectives, keras-hub's BertMaskedLM and (when "
         "transformers is installed) Hugging Face's BertForMaskedLM and ViTMAEForPreTraining at the same sizes (their "
-        "processes taking turns), a float32 matmul peak for MFU, the WordNet pipeline's token rate batched three "
-        "ways (length buckets, by token budget, padded; in one process, taking turns), and each pipeline's input "
-        "overhead (against its batches from memory, taking turns).",
+        "processes taking turns), a matmul peak in the dtype policy's compute dtype for MFU, the WordNet pipeline's "
+        "token rate batched three ways (length buckets, by token budget, padded; in one process, taking turns), and "
+        "each pipeline's input overhead (against its batches from memory, taking turns).",
     )
     bench.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     bench.add_argument("--objectives", nargs="+", choices=("mlm", "mae"), default=["mlm", "mae"])
@@ -129,6 +129,9 @@ def build_parser():
                        help="MLM sizes, e.g. num_layers=12 hidden_dim=768 sequence_length=512 (BERT-base).")
     bench.add_argument("--mae", nargs="+", default=[], metavar="KEY=VALUE", help="MAE sizes, e.g. image_size=224.")
     bench.add_argument("--dtype-policy", default="float32", help="Keras dtype policy, e.g. mixed_bfloat16 on a GPU.")
+    bench.add_argument("--peak-tflops", type=float, metavar="T",
+                       help="MFU against this peak (a card's datasheet figure, e.g. 989 for an H100's dense bfloat16) "
+                            "instead of a matrix product in the policy's compute dtype, measured in the run.")
     bench.add_argument("--no-real-data", action="store_true", help="Skip the WordNet and Fashion-MNIST pipeline rows.")
     bench.add_argument("--json", metavar="FILE", help="Also write the rows as JSON.")
 
@@ -274,7 +277,8 @@ def run_benchmarks(args):
     sizes = {name: {key: ast.literal_eval(value) for key, value in map(parse_assignment, getattr(args, name))}
              for name in ("mlm", "mae")}
     rows = run_bench(args.backends, args.objectives, args.steps, args.warmup, sizes, not args.no_real_data,
-                     args.dtype_policy, args.rounds)
+                     args.dtype_policy, args.rounds,
+                     peak_flops=None if args.peak_tflops is None else args.peak_tflops * 1e12)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:

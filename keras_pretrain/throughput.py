@@ -4,8 +4,9 @@ MFU is the share of the machine's peak that the model's own arithmetic
 uses: samples/s x FLOPs per sample / peak FLOP/s. FLOPs per sample count
 6 per parameter per token a layer sees (forward and backward) plus the
 attention scores, `12 x layers x width x tokens**2` (as nanoGPT counts); the
-peak is a float32 matrix product timed on this machine with the training
-backend, unless given.
+peak is a matrix product in the model's compute dtype (bfloat16 under
+`mixed_bfloat16`) timed on this machine with the training backend, unless
+given (a card's datasheet peak, for instance).
 
 Example:
 >>> peak = matmul_peak_flops()                                      # FLOP/s, this backend
@@ -19,19 +20,30 @@ import numpy as np
 from keras import ops
 
 
-def matmul_peak_flops(size=2048, repeats=5):
-    """FLOP/s of a `size` x `size` float32 matrix product on the Keras backend: the best of `repeats` timings.
+def matmul_peak_flops(size=2048, repeats=5, dtype=None):
+    """FLOP/s of a `size` x `size` matrix product on the Keras backend: the best of `repeats` timings.
+
+    `dtype` defaults to the compute dtype of Keras's global dtype policy
+    (float32, or bfloat16 under `mixed_bfloat16`). A timing waits for one
+    element of the product, not for a copy of all of it (on a GPU, that copy
+    to the host would be most of what was timed).
 
     Example:
     >>> matmul_peak_flops() / 1e9        # about 140 on 2 CPU cores
+    >>> matmul_peak_flops(dtype="bfloat16")
     """
+    dtype = dtype or keras.config.dtype_policy().compute_dtype
     rng = np.random.default_rng(0)
-    a, b = (ops.convert_to_tensor(rng.standard_normal((size, size)).astype("float32")) for _ in range(2))
-    ops.convert_to_numpy(ops.matmul(a, b))  # warm-up (and compilation)
+    a, b = (ops.convert_to_tensor(rng.standard_normal((size, size)), dtype=dtype) for _ in range(2))
+
+    def product():
+        float(ops.convert_to_numpy(ops.cast(ops.matmul(a, b)[0, 0], "float32")))
+
+    product()  # warm-up (and compilation)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        ops.convert_to_numpy(ops.matmul(a, b))
+        product()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
@@ -58,7 +70,8 @@ class Throughput(keras.callbacks.Callback):
     Args:
         samples_per_step: samples (or tokens, with `unit="tokens"`) one training step processes.
         flops_per_sample: training FLOPs per sample (or per token); None leaves MFU out.
-        peak_flops: the machine's peak FLOP/s (default: measured with `matmul_peak_flops`).
+        peak_flops: the machine's peak FLOP/s (default: measured with `matmul_peak_flops` in the model's
+            compute dtype).
     """
 
     def __init__(self, samples_per_step, flops_per_sample=None, peak_flops=None, unit="samples"):
@@ -72,7 +85,7 @@ class Throughput(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         if self.flops_per_sample and self.peak_flops is None:
-            self.peak_flops = matmul_peak_flops()
+            self.peak_flops = matmul_peak_flops(dtype=self.model.dtype_policy.compute_dtype)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._steps = time.perf_counter(), 0

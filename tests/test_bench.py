@@ -1,5 +1,6 @@
 import json
 import time
+import types
 
 import keras
 import numpy as np
@@ -12,6 +13,9 @@ TINY_MLM = {**bench.MLM, "vocabulary_size": 300, "hidden_dim": 16, "num_layers":
             "intermediate_dim": 32, "sequence_length": 16, "batch_size": 4}
 TINY_MAE = {**bench.MAE, "image_size": 8, "patch_size": 4, "hidden_dim": 16, "depth": 1, "num_heads": 2,
             "decoder_dim": 8, "decoder_depth": 1, "decoder_heads": 2, "batch_size": 4}
+
+
+PEAK = [{"peak_flops": 1e12, "dtype": "float32"}]  # what a matmul measurement prints
 
 
 def row(objective, implementation, backend, samples_per_second):
@@ -109,7 +113,7 @@ def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
         compared.append(specs)
         return [measured_row(spec, next(speeds)) for spec in specs]
 
-    monkeypatch.setattr(bench, "run_child", lambda spec: [{"peak_flops": 1e12}])  # the matmul peak
+    monkeypatch.setattr(bench, "run_child", lambda spec: PEAK)  # the matmul peak
     monkeypatch.setattr(bench, "run_in_turns", fake_run_in_turns)
     monkeypatch.setattr(bench, "transformers_available", lambda: False)
     [row] = bench.run_bench(["jax"], ["mae"], steps=18, real_data=False, rounds=3, log=lambda line: None)
@@ -132,7 +136,7 @@ def test_the_compared_models_of_an_objective_take_turns_together(monkeypatch):
         return [measured_row(spec, 100.0) for spec in specs]
 
     peaks = []
-    monkeypatch.setattr(bench, "run_child", lambda spec: peaks.append(spec["backend"]) or [{"peak_flops": 1e12}])
+    monkeypatch.setattr(bench, "run_child", lambda spec: peaks.append(spec["backend"]) or PEAK)
     monkeypatch.setattr(bench, "run_in_turns", fake_run_in_turns)
     monkeypatch.setattr(bench, "transformers_available", lambda: True)
     bench.run_bench(["tensorflow", "jax"], ["mlm", "mae"], real_data=False, log=lambda line: None)
@@ -144,12 +148,79 @@ def test_the_compared_models_of_an_objective_take_turns_together(monkeypatch):
     ]
 
 
+def test_a_reduced_precision_policy_measures_the_peak_in_its_compute_dtype_or_takes_the_cards(monkeypatch):
+    matmuls, logged = [], []
+    monkeypatch.setattr(bench, "run_child", lambda spec: matmuls.append(spec) or [{"peak_flops": 2e12,
+                                                                                   "dtype": "bfloat16"}])
+    monkeypatch.setattr(bench, "run_in_turns", lambda specs, log: [measured_row(spec, 100.0) for spec in specs])
+    monkeypatch.setattr(bench, "transformers_available", lambda: False)
+    [measured] = bench.run_bench(["jax"], ["mae"], real_data=False, dtype_policy="mixed_bfloat16", log=logged.append)
+    assert [spec["dtype_policy"] for spec in matmuls] == ["mixed_bfloat16"]
+    assert "jax: bfloat16 matmul peak 2,000 GFLOP/s" in logged
+    assert measured["peak_flops"] == 2e12 and measured["mfu"] == pytest.approx(1e11 / (64 / 100.0) / 2e12)
+
+    [given] = bench.run_bench(["jax"], ["mae"], real_data=False, dtype_policy="mixed_bfloat16", log=logged.append,
+                              peak_flops=989e12)
+    assert "jax: bfloat16 matmul peak 2,000 GFLOP/s (MFU against the 989 TFLOP/s given)" in logged
+    assert given["peak_flops"] == 989e12 and given["mfu"] == pytest.approx(1e11 / (64 / 100.0) / 989e12)
+    with pytest.raises(ValueError, match=r"the peak must be a positive number of TFLOP/s \(--peak-tflops\); got 0"):
+        bench.run_bench(["jax"], ["mae"], peak_flops=0.0)
+
+
+def test_the_matmul_measurement_runs_in_the_policys_compute_dtype(monkeypatch, capsys):
+    from keras_pretrain import throughput
+
+    dtypes = []
+    measure = throughput.matmul_peak_flops
+    monkeypatch.setattr(throughput, "matmul_peak_flops",
+                        lambda: dtypes.append(keras.config.dtype_policy().compute_dtype) or measure(size=128, repeats=1))
+    try:
+        bench.child({"objective": "mlm", "implementation": "matmul", "backend": keras.backend.backend(),
+                     "dtype_policy": "mixed_bfloat16"})
+    finally:
+        keras.config.set_dtype_policy("float32")
+    printed = json.loads(capsys.readouterr().out.split("BENCH ", 1)[1])
+    assert dtypes == ["bfloat16"] and printed["dtype"] == "bfloat16" and printed["peak_flops"] > 0
+
+
+class TinyTorchModel:
+    """Stands in for a Hugging Face model: `model(**batch).loss`, recording whether autocast was on."""
+
+    def __new__(cls):
+        import torch
+
+        class Model(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.linear = torch.nn.Linear(4, 4)
+                self.autocast = []
+
+            def forward(self, inputs):
+                self.autocast.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+                return types.SimpleNamespace(loss=self.linear(inputs).float().square().mean())
+
+        return Model()
+
+
+@pytest.mark.parametrize("policy, autocast", [("float32", None), ("mixed_bfloat16", "bfloat16")])
+def test_hugging_face_steps_run_in_the_policys_precision_and_train(policy, autocast):
+    import torch
+
+    model = TinyTorchModel()
+    before = model.linear.weight.detach().clone()
+    step = bench.torch_training_step(model, {"inputs": torch.ones(2, 4)}, {"dtype_policy": policy})
+    step()
+    step()
+    assert model.autocast == [getattr(torch, autocast) if autocast else None] * 2
+    assert not torch.equal(model.linear.weight, before)  # AdamW stepped
+
+
 def test_real_data_rows_batch_wordnet_three_ways_on_every_backend_and_time_input_on_the_first(monkeypatch):
     measured = []
 
     def fake_child(spec):
         if spec["implementation"] == "matmul":
-            return [{"peak_flops": 1e12}]
+            return PEAK
         measured.append((spec["implementation"], spec["backend"]))
         rows_of = {"wordnet batchings": bench.WORDNET_BATCHING, "input overhead": ["pipeline input", "in-memory input"]}
         kinds = rows_of.get(spec["implementation"], [spec["implementation"]])

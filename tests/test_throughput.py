@@ -44,5 +44,22 @@ def test_flops_count_what_each_objective_computes():
 def test_the_peak_is_a_measured_rate():
     peak = matmul_peak_flops(size=256, repeats=2)
     assert 1e8 < peak < 1e14
+    assert 1e7 < matmul_peak_flops(size=128, repeats=1, dtype="bfloat16") < 1e14
+
+
+def test_the_peak_is_measured_in_the_models_compute_dtype(monkeypatch, images):
+    from keras_pretrain import throughput
+
+    dtypes = []
+    monkeypatch.setattr(throughput, "matmul_peak_flops", lambda dtype: dtypes.append(dtype) or 1e9)
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    finally:
+        keras.config.set_dtype_policy("float32")
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(images, np.zeros((8, 2)), batch_size=4, epochs=1, verbose=0,
+              callbacks=[Throughput(4, flops_per_sample=1e6)])
+    assert dtypes == ["bfloat16"]  # not float32: a mixed_bfloat16 model's products run in bfloat16
     with pytest.raises(TypeError):
         Throughput()  # how many samples a step processes must be given

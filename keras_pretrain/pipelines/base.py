@@ -42,7 +42,8 @@ class PretrainConfig:
     dtype_policy: str = "float32"
     gradient_accumulation_steps: int = 1  # update once every k batches, with their average gradient
     clipnorm: float | None = None  # clip the global norm of the gradients
-    peak_flops: float | None = None  # the machine's peak FLOP/s for MFU (default: a float32 matrix product, timed)
+    # The machine's peak FLOP/s for MFU (default: a matrix product in the compute dtype, timed).
+    peak_flops: float | None = None
 
     def __post_init__(self):
         for name in ("epochs", "steps"):
