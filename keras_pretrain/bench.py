@@ -7,9 +7,9 @@ package's `MaskedLanguageModel` and `MaskedAutoencoder`, keras-hub's
 `BertForMaskedLM` and `ViTMAEForPreTraining` when `transformers` is installed,
 and a matrix product in the dtype policy's compute dtype for the peak MFU is
 measured against. The compared models of an objective are all alive at once
-and take turns (`run_in_turns`), so the machine's drift reaches them alike. Every row
-reports samples/s (tokens/s for text), the median step time after warm-up,
-MFU, and the process's peak resident memory.
+and take turns (`run_in_turns`), so the machine's drift reaches them alike.
+Every row reports samples/s (tokens/s for text), the median step time after
+warm-up, MFU, and the process's peak resident memory.
 
 Example:
 >>> rows = run_bench(backends=["jax"], objectives=["mlm"], steps=20)
@@ -122,9 +122,6 @@ def keras_pretrain_mae_step(config):
     return keras_fit_step(model, images), config["batch_size"], model.flops_per_sample() * config["batch_size"]
 
 
-TORCH_DTYPES = {"mixed_bfloat16": "bfloat16", "bfloat16": "bfloat16", "mixed_float16": "float16", "float16": "float16"}
-
-
 def torch_training_step(model, batch, config):
     """A function running one AdamW step of a torch model on `batch` (a dict of tensors) and waiting for it.
 
@@ -137,12 +134,13 @@ def torch_training_step(model, batch, config):
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     batch = {name: tensor.to(device) for name, tensor in batch.items()}
-    dtype = TORCH_DTYPES.get(config.get("dtype_policy", "float32"))
+    # Keras's policy names: "mixed_bfloat16" computes in bfloat16, "float32" in float32.
+    compute_dtype = config.get("dtype_policy", "float32").removeprefix("mixed_")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
         optimizer.zero_grad()
-        with torch.autocast(device, dtype=getattr(torch, dtype or "float32"), enabled=dtype is not None):
+        with torch.autocast(device, dtype=getattr(torch, compute_dtype), enabled=compute_dtype != "float32"):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()

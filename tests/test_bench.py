@@ -183,30 +183,28 @@ def test_the_matmul_measurement_runs_in_the_policys_compute_dtype(monkeypatch, c
     assert dtypes == ["bfloat16"] and printed["dtype"] == "bfloat16" and printed["peak_flops"] > 0
 
 
-class TinyTorchModel:
+def tiny_torch_model():
     """Stands in for a Hugging Face model: `model(**batch).loss`, recording whether autocast was on."""
+    import torch
 
-    def __new__(cls):
-        import torch
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+            self.autocast = []
 
-        class Model(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.linear = torch.nn.Linear(4, 4)
-                self.autocast = []
+        def forward(self, inputs):
+            self.autocast.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+            return types.SimpleNamespace(loss=self.linear(inputs).float().square().mean())
 
-            def forward(self, inputs):
-                self.autocast.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
-                return types.SimpleNamespace(loss=self.linear(inputs).float().square().mean())
-
-        return Model()
+    return Model()
 
 
 @pytest.mark.parametrize("policy, autocast", [("float32", None), ("mixed_bfloat16", "bfloat16")])
 def test_hugging_face_steps_run_in_the_policys_precision_and_train(policy, autocast):
     import torch
 
-    model = TinyTorchModel()
+    model = tiny_torch_model()
     before = model.linear.weight.detach().clone()
     step = bench.torch_training_step(model, {"inputs": torch.ones(2, 4)}, {"dtype_policy": policy})
     step()
