@@ -335,9 +335,11 @@ class MaskedLanguageModel(CompilesWithXla, TracesOnce, keras.Model):
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        logits = ops.cast(y_pred["logits"], "float32")
-        targets = ops.cast(y_pred["targets"], "int32")
-        weights = ops.cast(y_pred["weights"], "float32")
+        # One row per prediction slot: on torch, Keras moves the class axis of 3-D logits next to the batch
+        # and runs the cross-entropy on that strided view, 4x slower than on rows.
+        logits = ops.reshape(ops.cast(y_pred["logits"], "float32"), (-1, self.vocabulary_size))
+        targets = ops.reshape(ops.cast(y_pred["targets"], "int32"), (-1,))
+        weights = ops.reshape(ops.cast(y_pred["weights"], "float32"), (-1,))
         correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
         self.masked_token_accuracy.update_state(correct, sample_weight=weights)
         # Averaged over the selected tokens (0, not NaN, when there are none); a Keras loss also
