@@ -294,6 +294,19 @@ def test_wordnet_batchings_take_turns_and_count_the_tokens_of_the_batches_they_t
 
 
 @pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_wordnet_rows_read_the_first_glosses_with_the_vocabulary_the_recipe_learns_from_every_gloss(
+        monkeypatch, small_wordnet_recipe):
+    from keras_pretrain.pipelines import load_recipe, pipeline_for
+
+    monkeypatch.setattr(bench, "WORDNET_GLOSSES", 30)
+    pipeline, data = bench.wordnet_recipe("data.batch_by=tokens")
+    recipe_run = pipeline_for(load_recipe("bert_wordnet", []), verbose=0).load_data().pretraining
+    assert pipeline.config.data.batch_by == "tokens"
+    assert len(list(data.pretraining.corpus())) == 30 < len(list(recipe_run.corpus()))
+    assert data.pretraining.tokenizer.get_vocabulary() == recipe_run.tokenizer.get_vocabulary()
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
 def test_wordnet_batchings_train_the_recipes_model(monkeypatch, small_wordnet_recipe):
     monkeypatch.setattr(bench, "WORDNET_BLOCKS", 1)
     results = bench.BENCHES["mlm", "wordnet batchings"](None, steps=1, warmup=1)
