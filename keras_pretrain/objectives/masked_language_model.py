@@ -68,7 +68,8 @@ class MaskedLanguageModel(CompilesWithXla, TracesOnce, keras.Model):
 
     The loss is sparse cross-entropy over selected tokens only, averaged over
     their number (0, not NaN, for a batch that selects nothing); fit logs also
-    show `masked_token_accuracy`.
+    show `masked_token_accuracy`: the share of selected tokens whose logit is
+    the largest of their slot's (a tie counts as right).
 
     Example:
     >>> backbone = keras_hub.models.BertBackbone(vocabulary_size=vocab_size, num_layers=2,
@@ -340,7 +341,10 @@ class MaskedLanguageModel(CompilesWithXla, TracesOnce, keras.Model):
         logits = ops.reshape(ops.cast(y_pred["logits"], "float32"), (-1, self.vocabulary_size))
         targets = ops.reshape(ops.cast(y_pred["targets"], "int32"), (-1,))
         weights = ops.reshape(ops.cast(y_pred["weights"], "float32"), (-1,))
-        correct = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), targets), "float32")
+        # Right where the target's logit is the row's largest (a tie counts): XLA:CPU's argmax, a reduction
+        # that carries indices, costs many times a max over the same logits.
+        target_logits = ops.take_along_axis(logits, targets[:, None], axis=1)[:, 0]
+        correct = ops.cast(target_logits >= ops.max(logits, axis=-1), "float32")
         self.masked_token_accuracy.update_state(correct, sample_weight=weights)
         # Averaged over the selected tokens (0, not NaN, when there are none); a Keras loss also
         # scales itself for tf.distribute. Each replica averages over its own selected tokens.
