@@ -221,6 +221,11 @@ def wordnet_recipe(*overrides):
     A vocabulary learned from the first glosses only is smaller (936 word pieces against 3,583), and so is the
     model's vocabulary projection, which padded batches compute at more prediction slots a gloss: the measured
     model would not be the recipe's.
+
+    Example:
+    >>> pipeline, data = wordnet_recipe("data.batch_by=tokens")
+    >>> data.pretraining.tokenizer.vocabulary_size()
+    3583
     """
     from keras_pretrain.pipelines import load_recipe, pipeline_for
 
