@@ -227,12 +227,16 @@ def wordnet_recipe(*overrides):
     >>> data.pretraining.tokenizer.vocabulary_size()
     3583
     """
+    vocabulary = _wordnet_pipeline(*overrides, every_gloss=True).load_data().pretraining.tokenizer
+    pipeline = _wordnet_pipeline(*overrides)
+    return pipeline, pipeline.load_data(tokenizer=vocabulary)
+
+
+def _wordnet_pipeline(*overrides, every_gloss=False):
     from keras_pretrain.pipelines import load_recipe, pipeline_for
 
-    vocabulary = pipeline_for(load_recipe("bert_wordnet", list(overrides)), verbose=0).load_data().pretraining.tokenizer
-    pipeline = pipeline_for(load_recipe("bert_wordnet", [f"data.max_pretrain_documents={WORDNET_GLOSSES}", *overrides]),
-                            verbose=0)
-    return pipeline, pipeline.load_data(tokenizer=vocabulary)
+    limit = [] if every_gloss else [f"data.max_pretrain_documents={WORDNET_GLOSSES}"]
+    return pipeline_for(load_recipe("bert_wordnet", [*limit, *overrides]), verbose=0)
 
 
 WORDNET_BATCHING = {"wordnet buckets": "length buckets", "wordnet token budget": "length buckets by token budget",
@@ -253,7 +257,8 @@ def bench_wordnet_batchings(config, steps, warmup):
     Returns `{batching: (seconds per step, non-padding tokens per step, None)}`.
     """
     by_sequences, data = wordnet_recipe()
-    by_tokens, _ = wordnet_recipe("data.batch_by=tokens")
+    # The same glosses and vocabulary (`data`), batched by token budget.
+    by_tokens = _wordnet_pipeline("data.batch_by=tokens")
     tokenizer, length = data.pretraining.tokenizer, by_sequences.config.backbone.sequence_length
     made = {"wordnet buckets": (by_sequences, None), "wordnet token budget": (by_tokens, None),
             "wordnet padded": (by_sequences, [length])}
