@@ -168,6 +168,9 @@ def main(argv=None):
         return 2
     if getattr(args, "devices", None) and os.environ.get("KERAS_BACKEND") == "jax":
         force_host_devices(args.devices)
+    if args.command == "bench":
+        # This process only starts the measuring ones, which share the card: its JAX must not take most of the memory.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     if not getattr(args, "verbose", False):
         from keras_pretrain.logs import quiet
 

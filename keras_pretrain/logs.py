@@ -26,13 +26,17 @@ def quiet():
     with silenced_stderr():
         import absl.logging
         import keras
-        import tensorflow as tf
 
         if keras.backend.backend() == "jax":
             import jax
 
             jax.devices()  # XLA reports the missing CUDA driver when it first looks for devices
-    tf.get_logger().setLevel("ERROR")
+        try:
+            import tensorflow as tf
+        except ImportError:
+            tf = None  # a GPU image with jax and torch only: `keras-pretrain bench` needs no TensorFlow there
+    if tf is not None:
+        tf.get_logger().setLevel("ERROR")
     absl.logging.set_verbosity(absl.logging.ERROR)
 
 

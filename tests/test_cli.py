@@ -1,10 +1,11 @@
 import json
+import os
 import textwrap
 
 import keras
 import pytest
 
-from keras_pretrain import cli
+from keras_pretrain import bench, cli
 from keras_pretrain.pipelines import load_recipe, recipe_descriptions
 from tests.conftest import run_python, write_image_folder, write_labelled_csv
 
@@ -247,3 +248,13 @@ def test_recipe_file_must_define_one_recipe(tmp_path):
         load_recipe(str(tmp_path / "two.py"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_recipe(str(tmp_path / "missing.py"))
+
+
+def test_bench_leaves_the_cards_memory_to_the_processes_it_starts(monkeypatch):
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "unset below; restored after the test")
+    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE")
+    seen = []
+    monkeypatch.setattr(bench, "run_bench",
+                        lambda *args, **kwargs: seen.append(os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")) or [])
+    assert cli.main(["bench", "--backends", "jax", "--no-real-data"]) == 0
+    assert seen == ["false"]  # JAX in this process would otherwise take most of a GPU's memory when it starts
