@@ -286,15 +286,16 @@ def bench_wordnet_batchings(config, steps, warmup):
             for kind in batches}
 
 
-INPUT_TURNS = 5  # the pipeline and the same batches from memory take turns this many times
+INPUT_TURNS = 9  # the pipeline and the same batches from memory take turns this many times (a turn: +-15%)
 
 
 def bench_input_overhead(objective):
     """A recipe's model on its real input pipeline and on the same batches held in memory, taking turns, in one process.
 
     Each turn fits `warmup + steps` steps on a fresh build of the seeded
-    pipeline (a build's first pass: the same batches every turn), then on
-    those batches from memory, and times the last `steps` steps of each;
+    pipeline (a build's first pass: the same batches every turn; every build
+    made before timing starts), then on those batches from memory, and times
+    the last `steps` steps of each;
     `INPUT_TURNS` turns, each kind's median turn kept. One model in one process, so a machine's drift
     reaches both alike (measured in two processes one after the other, the
     difference moved with the machine by 10% and more). Returns
@@ -326,10 +327,15 @@ def bench_input_overhead(objective):
         held = list(memory.as_numpy_iterator())  # fills the cache: memory's passes read memory only
         samples = sum(int(batch["padding_mask"].sum()) if objective == "mlm" else len(batch)
                       for batch in held[warmup:]) / steps
+        # Every turn's pipeline is built before any timing, as a run builds its pipeline before training: building
+        # traces TensorFlow functions, and protobuf's runtime then calls glibc's malloc_trim (once every 10,000
+        # messages it frees), which hands the heap's free pages back to the kernel. The steps after a build fault
+        # them in again (1,500 page faults a step on jax's WordNet model): a start-up cost, not the input's.
+        built = [batches() for _ in range(INPUT_TURNS)]
         fit_seconds_per_step(model, memory, steps, warmup)  # compiles (JAX: once per batch shape) before timing
         turns = {"pipeline input": [], "in-memory input": []}
-        for _ in range(INPUT_TURNS):
-            turns["pipeline input"].append(fit_seconds_per_step(model, batches(), steps, warmup))
+        for pipeline_batches in built:
+            turns["pipeline input"].append(fit_seconds_per_step(model, pipeline_batches, steps, warmup))
             turns["in-memory input"].append(fit_seconds_per_step(model, memory, steps, warmup))
         # The median turn: a slow spell of the machine that hits one turn does not count, a pipeline that
         # stalls the step does (in every turn).

@@ -315,18 +315,26 @@ def test_wordnet_batchings_train_the_recipes_model(monkeypatch, small_wordnet_re
 
 @pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
 def test_the_pipeline_and_memory_take_turns_on_the_same_batches(monkeypatch, small_wordnet_recipe):
-    fits = []
+    from keras_pretrain.pipelines import text
+
+    fits, events = [], []
 
     def fit_seconds_per_step(model, dataset, steps, warmup):  # reads the pass a fit would, as `fit` does
         batches = dataset.repeat().skip(warmup).take(steps).as_numpy_iterator()
         fits.append([int(batch["padding_mask"].sum()) for batch in batches])
+        events.append("fit")
         return 60.0 if len(fits) == 6 else float(len(fits))  # the n-th fit takes n seconds a step; the 6th is slow
 
+    sequences = text.TextPipeline.sequences
+    monkeypatch.setattr(text.TextPipeline, "sequences",
+                        lambda self, *args, **kwargs: events.append("build") or sequences(self, *args, **kwargs))
     monkeypatch.setattr(bench, "fit_seconds_per_step", fit_seconds_per_step)
     monkeypatch.setattr(bench, "INPUT_TURNS", 3)
     results = bench.BENCHES["mlm", "input overhead"](None, steps=3, warmup=1)
     # A warm-up fit from memory, then pipeline and memory in turns, every fit timing the same batches.
     assert len(fits) == 7 and all(timed == fits[0] for timed in fits)
+    # Memory's batches and each turn's pipeline are built before the first fit (the last build: the CPU measurement).
+    assert events == ["build"] * 4 + ["fit"] * 7 + ["build"]
     seconds, tokens, flops, extra = results["pipeline input"]
     assert seconds == 4 and tokens == sum(fits[0]) / 3 and flops is None  # the median of 2, 4 and 60 seconds
     assert extra["input_cpu_seconds"] > 0  # the pipeline's own CPU; memory has no input work
