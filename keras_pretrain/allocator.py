@@ -15,7 +15,11 @@ starts its threads, `import keras_pretrain` asks glibc for one heap shared by
 every thread, grown with `brk` instead of `mmap` and never trimmed: freed
 blocks stay in the process and the next step reuses them. The process's
 resident memory then stays at its peak until it exits, as with the frameworks'
-own GPU allocators.
+own GPU allocators. A library that calls glibc's `malloc_trim` still hands
+the kept pages back: protobuf's Python runtime does, once every 10,000
+messages it frees, which TensorFlow makes by the thousand while it traces
+functions (building a `tf.data` pipeline, say); the steps after fault their
+memory in again, and then reuse it.
 
 Set `KERAS_PRETRAIN_KEEP_FREED_MEMORY=0` to keep glibc's defaults. Other C
 libraries (macOS, Windows, musl) are left alone.
