@@ -327,10 +327,9 @@ def bench_input_overhead(objective):
         held = list(memory.as_numpy_iterator())  # fills the cache: memory's passes read memory only
         samples = sum(int(batch["padding_mask"].sum()) if objective == "mlm" else len(batch)
                       for batch in held[warmup:]) / steps
-        # Every turn's pipeline is built before any timing, as a run builds its pipeline before training: building
-        # traces TensorFlow functions, and protobuf's runtime then calls glibc's malloc_trim (once every 10,000
-        # messages it frees), which hands the heap's free pages back to the kernel. The steps after a build fault
-        # them in again (1,500 page faults a step on jax's WordNet model): a start-up cost, not the input's.
+        # Built before any timing, as a run builds its pipeline before training: building traces TensorFlow
+        # functions, after which protobuf calls glibc's malloc_trim and the next steps fault their memory in
+        # again (keras_pretrain.allocator; recipes/performance.md): a start-up cost, not the input's.
         built = [batches() for _ in range(INPUT_TURNS)]
         fit_seconds_per_step(model, memory, steps, warmup)  # compiles (JAX: once per batch shape) before timing
         turns = {"pipeline input": [], "in-memory input": []}
@@ -424,11 +423,14 @@ def child(spec):
               flush=True)
 
 
+# Processes sharing one GPU (the measuring ones, and the one that starts them): each takes the memory it uses,
+# not most of the card up front.
+SHARE_THE_GPU = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
+
 def _child_command(spec):
     """The command line and environment of the process that measures `spec`."""
-    env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3",
-           # Processes taking turns on one GPU: each takes the memory it uses, not most of the card up front.
-           "XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    env = {**os.environ, "KERAS_BACKEND": spec["backend"], "TF_CPP_MIN_LOG_LEVEL": "3", **SHARE_THE_GPU}
     if spec["implementation"] in ("keras-hub", "transformers"):
         env[OPT_OUT] = "0"  # measured with glibc's defaults, as their users run them (keras_pretrain.allocator)
     return [sys.executable, "-m", "keras_pretrain.bench", "--child", json.dumps(spec)], env

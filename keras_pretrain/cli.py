@@ -169,8 +169,10 @@ def main(argv=None):
     if getattr(args, "devices", None) and os.environ.get("KERAS_BACKEND") == "jax":
         force_host_devices(args.devices)
     if args.command == "bench":
-        # This process only starts the measuring ones, which share the card: its JAX must not take most of the memory.
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        from keras_pretrain.bench import SHARE_THE_GPU
+
+        for name, value in SHARE_THE_GPU.items():  # before `quiet` starts JAX in this process
+            os.environ.setdefault(name, value)
     if not getattr(args, "verbose", False):
         from keras_pretrain.logs import quiet
 

@@ -251,10 +251,11 @@ def test_recipe_file_must_define_one_recipe(tmp_path):
 
 
 def test_bench_leaves_the_cards_memory_to_the_processes_it_starts(monkeypatch):
-    monkeypatch.setenv("XLA_PYTHON_CLIENT_PREALLOCATE", "unset below; restored after the test")
-    monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE")
+    for name in ("XLA_PYTHON_CLIENT_PREALLOCATE", "TF_FORCE_GPU_ALLOW_GROWTH"):
+        monkeypatch.setenv(name, "unset below; restored after the test")
+        monkeypatch.delenv(name)
     seen = []
-    monkeypatch.setattr(bench, "run_bench",
-                        lambda *args, **kwargs: seen.append(os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")) or [])
+    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: seen.append(
+        (os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"), os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH"))) or [])
     assert cli.main(["bench", "--backends", "jax", "--no-real-data"]) == 0
-    assert seen == ["false"]  # JAX in this process would otherwise take most of a GPU's memory when it starts
+    assert seen == [("false", "true")]  # JAX in this process would otherwise take most of a GPU's memory
