@@ -286,12 +286,7 @@ class MaskedLanguageModel(CompilesWithXla, TracesOnce, keras.Model):
         }
 
     def _select_words(self, token_ids, eligible, noise, budget, slots):
-        length = token_ids.shape[1]
-        if length is None:
-            raise ValueError(
-                "whole_word_masking needs a static sequence length; TensorFlow traces bucketed_dataset's "
-                "batches with an unknown one: use packed_dataset."
-            )
+        length = ops.shape(token_ids)[1]  # a tensor where TensorFlow traces batches of several widths
         continuation = ops.take(ops.convert_to_tensor(self._continuation), token_ids, axis=0)
         previous_eligible = ops.concatenate([ops.zeros_like(eligible[:, :1]), eligible[:, :-1]], axis=1)
         starts = ops.logical_and(eligible, ops.logical_not(ops.logical_and(continuation, previous_eligible)))
@@ -303,11 +298,10 @@ class MaskedLanguageModel(CompilesWithXla, TracesOnce, keras.Model):
         order = ops.argsort(-scores, axis=1)
         # Words longer than the slots can never be taken: they must not use up the budget.
         taken_length = ops.take_along_axis(word_length, order, axis=1)
-        taken_length = ops.where(taken_length <= float(slots), taken_length, 0.0)
+        slots = ops.cast(slots, "float32")
+        taken_length = ops.where(taken_length <= slots, taken_length, 0.0)
         taken = ops.cumsum(taken_length, axis=1)
-        chosen = ops.logical_and(
-            ops.logical_and(taken_length > 0, taken - taken_length < budget), taken <= float(slots)
-        )
+        chosen = ops.logical_and(ops.logical_and(taken_length > 0, taken - taken_length < budget), taken <= slots)
         chosen = ops.take_along_axis(ops.cast(chosen, "float32"), ops.argsort(order, axis=1), axis=1)
         chosen_token = ops.take_along_axis(chosen, ops.minimum(word, length - 1), axis=1)
         return ops.logical_and(eligible, chosen_token > 0)

@@ -160,6 +160,23 @@ def test_whole_word_selection_with_fixed_noise(mask_rate, word_noise, expected):
     np.testing.assert_array_equal(np.flatnonzero(masked["selected"][0]), expected)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="only TensorFlow traces a step whose batch width is unknown (jax compiles each width, "
+                           "torch runs eagerly); test_text.py trains on such length buckets on every backend")
+def test_whole_word_selection_of_a_width_known_only_at_run_time_is_the_same():
+    import tensorflow as tf
+
+    token_ids, padding_mask = text_batch(64, 24, 10, pieces=True)
+    noise = np.random.default_rng(0).uniform(size=token_ids.shape).astype("float32")
+    mlm = small_mlm(whole_word_masking=True, mask_rate=0.3)
+    unknown_width = tf.TensorSpec((None, None), "int32")
+    traced = tf.function(lambda t, p, n: mlm.mask_tokens(t, p, noise=n)["selected"],
+                         input_signature=[unknown_width, unknown_width, tf.TensorSpec((None, None), "float32")])
+    expected = numpy(mlm.mask_tokens(token_ids, padding_mask, noise=noise))["selected"]
+    np.testing.assert_array_equal(traced(token_ids, padding_mask, noise).numpy(), expected)
+    assert expected.sum() > 0
+
+
 def test_continuation_after_a_special_token_starts_a_word():
     token_ids = np.array([[CLS, 40, 41, 5, SEP]], "int32")
     mlm = small_mlm(whole_word_masking=True, mask_rate=0.3)  # budget 1: one word
