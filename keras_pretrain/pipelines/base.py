@@ -195,6 +195,11 @@ class Pipeline:
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output_dir or Path("runs") / config.name)
         check_writable(self.output_dir)
+        if config.pretrain.dtype_policy in ("mixed_float16", "float16") and keras.backend.backend() == "jax":
+            import jax
+
+            check(jax.default_backend() != "cpu", f"pretrain.dtype_policy={config.pretrain.dtype_policy} does not run "
+                  "on jax's CPU (XLA:CPU has no float16 matrix product): use mixed_bfloat16, or another backend.")
         # What makes a rerun the same run: everything but where results go and how they are evaluated.
         trained = {k: v for k, v in to_dict(config).items() if k not in ("output_dir", "export", "evaluation", "quick")}
         self.checkpoint = Checkpoint(self.output_dir / "checkpoint", {"config": trained, "backend": keras.backend.backend()})
