@@ -65,11 +65,20 @@ def test_failed_verification_leaves_nothing(classifier, images, tmp_path, monkey
     assert sorted(p.name for p in good.rglob("*")) == before
 
 
-def test_verification_catches_a_mismatch(classifier, images, tmp_path):
-    # A tolerance no real export can meet, forced below zero: verification must refuse.
-    with pytest.raises(ExportError, match="max abs diff"):
-        export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:2], atol=-1.0)
-    assert not any((tmp_path / "clf").iterdir())
+def test_verification_refuses_other_outputs_classes_or_a_missing_signature(classifier, images, tmp_path, monkeypatch):
+    path = export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:4])
+    np.save(tmp_path / "inputs.npy", images[:4])
+    outputs = {k: ops.convert_to_numpy(v) for k, v in saved_model_module.serving_outputs(classifier, images[:4]).items()}
+    # What the served model would answer if it were another model: every class moved one on.
+    outputs["probabilities"] = np.roll(outputs["probabilities"], 1, axis=1)
+    outputs["class_index"] = (outputs["class_index"] + 1) % len(CLASS_NAMES)
+    np.savez(tmp_path / "expected.npz", **outputs)
+    monkeypatch.setitem(saved_model_module.SIGNATURES, "explain", ("attributions",))
+    with pytest.raises(ExportError) as refused:
+        saved_model_module.verify_in_fresh_process(path, tmp_path / "inputs.npy", tmp_path / "expected.npz")
+    assert "missing signature explain" in str(refused.value)
+    assert "serving_default/probabilities: max abs diff" in str(refused.value)
+    assert "predicted classes differ" in str(refused.value)
 
 
 def test_unbuilt_model_and_unwritable_root_are_clear_errors(tmp_path, images, classifier):
