@@ -23,6 +23,11 @@ def test_onnx_graph_computes_what_keras_computes_at_any_batch_size(classifier, i
     np.testing.assert_allclose(embeddings, ops.convert_to_numpy(classifier.embed(batch)), atol=1e-5)
     report = classifier.onnx_report
     assert max(report["max_abs_diff"].values()) <= 1e-5 and report["bytes"] == path.stat().st_size
+    # The verification it passed refuses the same graph against another model's answers.
+    other = {"probabilities": np.roll(expected, 1, axis=1), "class_index": expected.argmax(-1),
+             "embeddings": ops.convert_to_numpy(classifier.embed(batch))}
+    with pytest.raises(ExportError, match=r"ONNX verification failed: probabilities: max abs diff .* > 1e-05$"):
+        onnx_export.verify_onnx(path, batch, other, atol=1e-5)
 
 
 def test_failed_onnx_verification_keeps_the_existing_file(classifier, images, tmp_path, monkeypatch):
