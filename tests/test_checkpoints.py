@@ -78,8 +78,17 @@ def test_another_configuration_or_a_damaged_checkpoint_is_refused(tmp_path, fold
     with pytest.raises(CheckpointError, match=r"from another configuration \(config.pretrain.learning_rate: 0.0015 "
                                               r"then, 0.01 now\): rerun with the same settings.*--restart"):
         other.resume_point()
-    restarted = ImagePipeline(tiny_config(tmp_path, folder, "run", learning_rate=1e-2), verbose=0, restart=True)
-    assert restarted.resume_point() is None and not restarted.checkpoint.exists()
+    # --restart drops the checkpoint once the run's data has loaded, not before: a mistyped --data keeps it.
+    mistyped = tiny_config(tmp_path, tmp_path / "shapez", "run", learning_rate=1e-2)
+    with pytest.raises(ValueError, match="shapez"):
+        ImagePipeline(mistyped, verbose=0, restart=True).run()
+    assert pipeline.checkpoint.step() == 3
+    restarted = ImagePipeline(tiny_config(tmp_path, folder, "run", learning_rate=1e-2), verbose=0, restart=True,
+                              callbacks=[StopAt(1)])
+    assert restarted.resume_point() is None
+    with pytest.raises(KeyboardInterrupt):
+        restarted.run()
+    assert not restarted.checkpoint.exists()  # dropped; the new run stopped before its first checkpoint
     pipeline = ImagePipeline(tiny_config(tmp_path, folder, "run"), verbose=0, callbacks=[StopAt(4)])
     with pytest.raises(KeyboardInterrupt):
         pretrained_weights(pipeline)

@@ -204,9 +204,7 @@ class Pipeline:
         trained = {k: v for k, v in to_dict(config).items() if k not in ("output_dir", "export", "evaluation", "quick")}
         self.checkpoint = Checkpoint(self.output_dir / "checkpoint", {"config": trained, "backend": keras.backend.backend()})
         self.record = RunRecord(self.output_dir / "phases.json", self.checkpoint.fingerprint)
-        if restart:
-            self.checkpoint.delete()
-            self.record.delete()
+        self.restart = restart
 
     def log(self, message):
         if self.verbose:
@@ -224,6 +222,10 @@ class Pipeline:
         if resumed:
             self.log(f"Resuming from {self.output_dir}: {resumed}")
         data = self.load_data()
+        if self.restart:  # only now: a mistyped --data must not cost the earlier run's progress
+            self.checkpoint.delete()
+            self.record.delete()
+            self.restart = False
         finished = self.record.get("pretraining")
         if finished is not None:
             encoder, pretraining = self.load_pretrained(data, finished), finished
@@ -322,6 +324,8 @@ class Pipeline:
 
     def resume_point(self):
         """What an earlier run with this output left (a line for the log), or None; refuses another configuration's."""
+        if self.restart:
+            return None
         if self.record.get("pretraining") is not None:
             trained = len(self.record.get("fine-tuning") or {})
             return ("pre-training finished earlier; its encoder is reused"
