@@ -140,3 +140,30 @@ def check(condition, message):
     """
     if not condition:
         raise ConfigError(message)
+
+
+def check_sizes(config, section, names, at_least=1):
+    """`check` that each field of `config` in `names` is None or at least `at_least`, named `section.field`.
+
+    Example:
+    >>> check_sizes(self, "encoder", ("hidden_dim", "depth", "num_heads"))
+    """
+    for name in names:
+        value = getattr(config, name)
+        check(value is None or value >= at_least, f"{section}.{name} must be at least {at_least}; got {value}.")
+
+
+def check_divisible(config, section, name, by, why=""):
+    """`check` that the field `name` of `config` is divisible by `by` (a number, or another field's name).
+
+    Example:
+    >>> check_divisible(self, "encoder", "hidden_dim", "num_heads")
+    """
+    divisor, shown = (getattr(config, by), f"{section}.{by} {getattr(config, by)}") if isinstance(by, str) else (by, by)
+    value = getattr(config, name)
+    check(value % divisor == 0, f"{section}.{name} {value} must be divisible by {shown}{why}.")
+
+
+def check_fraction(value, key):
+    """`check` that a mask ratio `value` (the field `key`) is strictly between 0 and 1."""
+    check(0 < value < 1, f"{key} must be strictly between 0 and 1; got {value}.")

@@ -78,6 +78,15 @@ def test_the_budget_a_user_names_is_the_one_that_counts(capsys, arguments, budge
     (["show", "mae_images", "--set", "pretrain.epochs"], "--set takes KEY=VALUE"),
     (["show", "mae_images", "--text-column", "body"], r"--text-column does not apply to mae_images"),
     (["run", "mae_images", "--labels-per-class", "0"], "labels per class must be at least 1"),
+    # Model sizes are checked with the config, before any data is read, named by their keys.
+    (["show", "mae_images", "--set", "encoder.patch_size=0"], r"encoder.patch_size must be at least 1; got 0\."),
+    (["show", "mae_images", "--set", "encoder.hidden_dim=130"], r"encoder.hidden_dim 130 must be divisible by "
+                                                                 r"encoder.num_heads 4\."),
+    (["show", "mae_images", "--set", "mae.decoder_dim=18"], r"mae.decoder_dim 18 must be divisible by 4 \(a sine"),
+    (["show", "mae_images", "--set", "simmim.mask_ratio=1.5"], r"simmim.mask_ratio must be strictly between 0 and 1"),
+    (["show", "mae_images", "--set", "latent.predictor_depth=-1"], r"latent.predictor_depth must be at least 0"),
+    (["show", "bert_text", "--set", "backbone.num_heads=0"], r"backbone.num_heads must be at least 1; got 0\."),
+    (["show", "bert_text", "--set", "mlm.mask_rate=0"], r"mlm.mask_rate must be strictly between 0 and 1; got 0"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys, arguments, message):
     assert cli.main(arguments) == 1

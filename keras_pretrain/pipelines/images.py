@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from keras_pretrain import plots
 from keras_pretrain.baselines import flatten_pixels
-from keras_pretrain.config import check, override
+from keras_pretrain.config import check, check_divisible, check_fraction, check_sizes, override
 from keras_pretrain.data.images import image_source
 from keras_pretrain.data.splits import split_labelled
 from keras_pretrain.evaluation import EvaluationConfig, FewLabelSplits, FewLabelTask, LabelPool, Split
@@ -58,6 +58,9 @@ class ImageDataConfig:
               f"got {self.channels}.")
 
 
+SINE_COSINE = " (a sine-cosine position table needs a multiple of 4)"
+
+
 @dataclasses.dataclass
 class ViTConfig:
     """`ViTEncoder` size; the image size and channels come from the data.
@@ -72,6 +75,11 @@ class ViTConfig:
     num_heads: int = 4
     mlp_ratio: int = 2
 
+    def __post_init__(self):
+        check_sizes(self, "encoder", ("patch_size", "hidden_dim", "depth", "num_heads", "mlp_ratio"))
+        check_divisible(self, "encoder", "hidden_dim", "num_heads")
+        check_divisible(self, "encoder", "hidden_dim", 4, SINE_COSINE)
+
 
 @dataclasses.dataclass
 class MaeConfig:
@@ -83,6 +91,12 @@ class MaeConfig:
     mask_ratio: float = 0.75
     norm_pix_loss: bool = False
 
+    def __post_init__(self):
+        check_sizes(self, "mae", ("decoder_dim", "decoder_heads"))
+        check_sizes(self, "mae", ("decoder_depth",), at_least=0)
+        check_divisible(self, "mae", "decoder_dim", 4, SINE_COSINE)
+        check_fraction(self.mask_ratio, "mae.mask_ratio")
+
 
 @dataclasses.dataclass
 class SimMimConfig:
@@ -90,6 +104,10 @@ class SimMimConfig:
 
     mask_ratio: float = 0.6
     mask_block: int = 2
+
+    def __post_init__(self):
+        check_sizes(self, "simmim", ("mask_block",))
+        check_fraction(self.mask_ratio, "simmim.mask_ratio")
 
 
 @dataclasses.dataclass
@@ -104,6 +122,14 @@ class LatentConfig:
     target_layers: int = 2
     momentum: float = 0.996
     final_momentum: float = 1.0
+
+    def __post_init__(self):
+        check_sizes(self, "latent", ("predictor_dim", "predictor_heads", "mask_block", "target_layers"))
+        check_sizes(self, "latent", ("predictor_depth",), at_least=0)
+        check_divisible(self, "latent", "predictor_dim", 4, SINE_COSINE)
+        check_fraction(self.mask_ratio, "latent.mask_ratio")
+        check(0 <= self.momentum <= self.final_momentum <= 1, "latent.momentum and latent.final_momentum need "
+              f"0 <= momentum <= final_momentum <= 1; got {self.momentum} and {self.final_momentum}.")
 
 
 def image_augmentation(flips=False):

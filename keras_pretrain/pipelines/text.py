@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from keras_pretrain import plots
 from keras_pretrain.baselines import fit_tfidf
-from keras_pretrain.config import check
+from keras_pretrain.config import check, check_divisible, check_fraction, check_sizes
 from keras_pretrain.data.labelled_text import labelled_text_source
 from keras_pretrain.data.splits import split_labelled
 from keras_pretrain.data.text import (
@@ -111,6 +111,8 @@ class BertConfig:
     finetune_dropout: float = 0.1
 
     def __post_init__(self):
+        check_sizes(self, "backbone", ("num_layers", "num_heads", "hidden_dim", "intermediate_dim"))
+        check_divisible(self, "backbone", "hidden_dim", "num_heads")
         check(self.sequence_length >= MIN_SEQUENCE_LENGTH,
               f"backbone.sequence_length {self.sequence_length} is too small: [CLS], [SEP] and the text need at least "
               f"{MIN_SEQUENCE_LENGTH}; set backbone.sequence_length={MIN_SEQUENCE_LENGTH} or more.")
@@ -122,6 +124,9 @@ class MlmConfig:
 
     mask_rate: float = 0.15
     whole_word_masking: bool = False
+
+    def __post_init__(self):
+        check_fraction(self.mask_rate, "mlm.mask_rate")
 
 
 @dataclasses.dataclass
