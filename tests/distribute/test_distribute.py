@@ -188,7 +188,8 @@ def test_bad_configurations_fail_before_training(monkeypatch):
             distribute.setup(data_parallel=True)
 
 
-def test_cli_rejects_a_bad_configuration_before_loading_data(capsys, tmp_path):
+def test_cli_rejects_a_bad_configuration_before_loading_data(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))  # --devices sets it: restored after the test
     code = cli.main(["run", "mae_fashion_mnist", "--data-dir", str(tmp_path / "absent"), "--model-parallel", "3",
                      "--devices", "4"])
     assert code == 1
