@@ -33,6 +33,35 @@ MAE = dict(image_size=32, channels=3, patch_size=4, hidden_dim=192, depth=6, num
            decoder_dim=128, decoder_depth=2, decoder_heads=4, mask_ratio=0.75, batch_size=64)
 
 
+def parse_sizes(objective, assignments):
+    """`["num_layers=12", ...]` (the `--mlm` or `--mae` option) -> `{"num_layers": 12}`, checked against `MLM` or `MAE`.
+
+    Example:
+    >>> parse_sizes("mlm", ["num_layers=12", "sequence_length=512"])
+    {'num_layers': 12, 'sequence_length': 512}
+    """
+    import ast
+
+    from keras_pretrain.config import ConfigError, parse_assignment
+
+    defaults, option = {"mlm": MLM, "mae": MAE}[objective], f"--{objective}"
+    sizes = {}
+    for key, text in (parse_assignment(item, option, "num_layers=12") for item in assignments):
+        if key not in defaults:
+            raise ConfigError(f"{option} {key}: no such size; the {objective} sizes are {', '.join(defaults)}.")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(defaults[key], float) and not (number and 0 < value < 1):  # the masking rates
+            raise ConfigError(f"{option} {key} must be strictly between 0 and 1; got {text!r}.")
+        if isinstance(defaults[key], int) and not (number and isinstance(value, int) and value >= 1):
+            raise ConfigError(f"{option} {key} must be a positive integer; got {text!r}.")
+        sizes[key] = value
+    return sizes
+
+
 def keras_fit_step(model, batch):
     """A function running one training step of a compiled Keras model on a fixed batch, and waiting for it."""
     import numpy as np

@@ -36,6 +36,28 @@ class Diverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept and the message says what to try."""
 
 
+def load_keras_file(path, fix, compile=False):
+    """`keras.saving.load_model(path)`, or a one-line `CheckpointError` that names `path` and says `fix`.
+
+    Keras reports a damaged `.keras` file as "File not found"; this says what is wrong with it.
+
+    Example:
+    >>> encoder = load_keras_file("runs/mine/encoder.keras", "pass --restart to start over.")
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: {fix}")
+    import keras_pretrain.models  # noqa: F401  (registers the classes a .keras file names)
+
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except Exception as error:  # a damaged zip, a missing class, a foreign file: Keras raises many kinds
+        reason = " ".join(str(error).split())[:120]
+        raise CheckpointError(
+            f"{path} cannot be read as a Keras model ({type(error).__name__}: {reason}): {fix}"
+        ) from None
+
+
 class Checkpoint:
     """One run's checkpoint directory. See the module docstring.
 
@@ -260,11 +282,11 @@ class ClassifierStore:
 
     def load(self, key):
         entry = (self.record.get("fine-tuning") or {}).get(key)
-        if entry is None or entry["settings"] != self.settings or not Path(entry["path"]).is_file():
+        # In this store's directory, wherever the run folder has moved since.
+        path = self.directory / Path(entry["path"]).name if entry else None
+        if entry is None or entry["settings"] != self.settings or not path.is_file():
             return None
-        import keras_pretrain.models  # noqa: F401  (registers the classes the file names)
-
-        return entry["val_accuracy"], keras.saving.load_model(entry["path"])
+        return entry["val_accuracy"], load_keras_file(path, "pass --restart to start over.", compile=True)
 
     def save(self, key, val_accuracy, model):
         self.directory.mkdir(parents=True, exist_ok=True)

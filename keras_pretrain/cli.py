@@ -273,14 +273,13 @@ def evaluate_encoders(args):
 
 
 def run_benchmarks(args):
-    import ast
     import json
 
-    from keras_pretrain.bench import format_table, run_bench
-    from keras_pretrain.config import parse_assignment
+    from keras_pretrain.bench import format_table, parse_sizes, run_bench
 
-    sizes = {name: {key: ast.literal_eval(value) for key, value in map(parse_assignment, getattr(args, name))}
-             for name in ("mlm", "mae")}
+    sizes = {objective: parse_sizes(objective, getattr(args, objective)) for objective in ("mlm", "mae")}
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        raise ValueError(f"--json {args.json}: its directory does not exist; create it or choose another path.")
     rows = run_bench(args.backends, args.objectives, args.steps, args.warmup, sizes, not args.no_real_data,
                      args.dtype_policy, args.rounds,
                      peak_flops=None if args.peak_tflops is None else args.peak_tflops * 1e12)
@@ -292,20 +291,17 @@ def run_benchmarks(args):
 
 
 def export_model(args):
-    import keras
-
-    import keras_pretrain.models  # noqa: F401  (registers the classes a .keras file names)
+    from keras_pretrain.checkpoints import load_keras_file
     from keras_pretrain.export import export_saved_model
+    from keras_pretrain.export.onnx import check_onnx_target, export_onnx
 
-    if not os.path.isfile(args.model):
-        raise FileNotFoundError(f"Model file {args.model} does not exist.")
-    model = keras.saving.load_model(args.model, compile=False)
+    model = load_keras_file(args.model, "pass a fine-tuned classifier, such as a run's classifiers/*.keras.")
+    if args.onnx:  # before the SavedModel: a wrong --onnx must not leave a new version behind
+        check_onnx_target(model, args.onnx)
     path = export_saved_model(model, args.name, root=args.export_root, version=args.version)
     worst = max(model.export_report["max_abs_diff"].values())
     print(f"Exported {args.model} to {path} (verified in a fresh process: max abs diff {worst:.2g})")
     if args.onnx:
-        from keras_pretrain.export.onnx import export_onnx
-
         onnx_path = export_onnx(model, args.onnx)
         worst = max(model.onnx_report["max_abs_diff"].values())
         print(f"Exported {args.model} to {onnx_path} (verified with onnxruntime: max abs diff {worst:.2g})")

@@ -35,11 +35,11 @@ def to_json(config):
     return json.dumps(to_dict(config), indent=2)
 
 
-def parse_assignment(text):
-    """`"a.b=3"` -> `("a.b", "3")`; a clear error for text without `=`."""
+def parse_assignment(text, option="--set", example="pretrain.epochs=3"):
+    """`"a.b=3"` -> `("a.b", "3")`; a clear error, naming the command-line `option`, for text without `=`."""
     key, sep, value = str(text).partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set takes KEY=VALUE (e.g. pretrain.epochs=3); got {text!r}.")
+        raise ConfigError(f"{option} takes KEY=VALUE (e.g. {example}); got {text!r}.")
     return key.strip(), value.strip()
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_pretrain import bench
+from keras_pretrain import bench, cli
 
 TINY_MLM = {**bench.MLM, "vocabulary_size": 300, "hidden_dim": 16, "num_layers": 1, "num_heads": 2,
             "intermediate_dim": 32, "sequence_length": 16, "batch_size": 4}
@@ -126,6 +126,33 @@ def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
         bench.run_bench(["jax"], ["mae"], steps=0)
     with pytest.raises(ValueError, match=r"warmup must be at least 0 \(--warmup\); got -1"):
         bench.run_bench(["jax"], ["mae"], warmup=-1)
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["num_layer=2"], r"--mlm num_layer: no such size; the mlm sizes are vocabulary_size, hidden_dim, num_layers"),
+    (["num_layers=abc"], r"--mlm num_layers must be a positive integer; got 'abc'"),
+    (["num_layers=2.5"], r"--mlm num_layers must be a positive integer; got '2.5'"),
+    (["mask_rate=1.5"], r"--mlm mask_rate must be strictly between 0 and 1; got '1.5'"),
+    (["num_layers"], r"--mlm takes KEY=VALUE \(e.g. num_layers=12\); got 'num_layers'"),
+])
+def test_sizes_are_read_and_checked_against_the_objectives_configuration(assignments, message):
+    assert bench.parse_sizes("mlm", ["num_layers=12", "mask_rate=0.2"]) == {"num_layers": 12, "mask_rate": 0.2}
+    with pytest.raises(ValueError, match=message):
+        bench.parse_sizes("mlm", assignments)
+
+
+def test_the_cli_checks_sizes_and_the_json_path_before_measuring(monkeypatch, tmp_path, capsys):
+    for name, value in bench.SHARE_THE_GPU.items():  # what the command sets, restored after the test
+        monkeypatch.setenv(name, value)
+    measured = []
+    monkeypatch.setattr(bench, "run_bench", lambda *args, **kwargs: measured.append((args, kwargs)) or [])
+    assert cli.main(["bench", "--mlm", "num_layer=2"]) == 1
+    assert cli.main(["bench", "--json", str(tmp_path / "missing" / "bench.json")]) == 1
+    assert "its directory does not exist" in capsys.readouterr().err and measured == []
+    assert cli.main(["bench", "--mae", "depth=12", "--peak-tflops", "989", "--json", str(tmp_path / "b.json")]) == 0
+    [(args, kwargs)] = measured
+    assert args[4] == {"mlm": {}, "mae": {"depth": 12}} and kwargs["peak_flops"] == 989e12
+    assert json.loads((tmp_path / "b.json").read_text()) == []
 
 
 def test_the_compared_models_of_an_objective_take_turns_together(monkeypatch):

@@ -5,9 +5,10 @@ import keras
 import numpy as np
 import pytest
 
-from keras_pretrain.checkpoints import Checkpoint, CheckpointError, Diverged, RunRecord
+from keras_pretrain.checkpoints import Checkpoint, CheckpointError, ClassifierStore, Diverged, RunRecord
 from keras_pretrain.evaluation import EvaluationConfig
 from keras_pretrain.pipelines import ImageDataConfig, ImagePipeline, ImagePipelineConfig, PretrainConfig
+from keras_pretrain.models import ImageClassifier, ViTEncoder
 from keras_pretrain.pipelines.images import MaeConfig, ViTConfig
 from tests.conftest import write_image_folder
 
@@ -145,6 +146,28 @@ def test_finished_phases_are_recorded_for_the_same_configuration_only(tmp_path):
     (tmp_path / "phases.json").write_text("{")
     with pytest.raises(CheckpointError, match="phases.json is corrupt"):
         record.get("pretraining")
+
+
+def test_a_moved_run_folder_loads_its_own_files_and_a_damaged_one_names_the_fix(tmp_path, folder):
+    # What an earlier run in tmp_path/"before" recorded; the folder has since moved to tmp_path/"moved".
+    moved = ImagePipeline(tiny_config(tmp_path, folder, "moved"), verbose=0)
+    moved.output_dir.mkdir()
+    encoder = ViTEncoder(image_size=20, channels=3, patch_size=5, hidden_dim=16, depth=1, num_heads=2)
+    encoder.build((None, 20, 20, 3))
+    encoder.save(moved.output_dir / "encoder.keras")
+    finished = {"encoder_path": str(tmp_path / "before" / "encoder.keras")}
+    loaded = moved.load_pretrained(None, finished)
+    np.testing.assert_array_equal(loaded.get_weights()[0], encoder.get_weights()[0])
+    store = ClassifierStore(moved.record, tmp_path / "before" / "classifiers", {"epochs": 1})
+    classifier = ImageClassifier(loaded, 2)
+    classifier(np.zeros((1, 20, 20, 3), "uint8"))
+    store.save("kNN", 0.5, classifier)
+    (tmp_path / "before").rename(tmp_path / "gone")
+    moved_store = ClassifierStore(moved.record, tmp_path / "gone" / "classifiers", {"epochs": 1})
+    assert moved_store.load("kNN")[0] == 0.5
+    (moved.output_dir / "encoder.keras").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match=r"encoder.keras cannot be read as a Keras model \(.*\): pass --restart"):
+        moved.load_pretrained(None, finished)
 
 
 class PoisonAt(AtStep):

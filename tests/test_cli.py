@@ -155,6 +155,8 @@ def test_run_on_a_csv_and_text_files_writes_results_and_a_string_export(capsys, 
     ("output is a file", "is a file: pass another --output"),
     ("output under a file", "cannot be made: "),
     ("output not writable", "is not writable"),
+    ("export root is a file", "The export directory {root}/mae_images cannot be made: {root} is a file. Pass another "
+                              "--export-root."),
     ("batch larger than the data", "pre-training images make no batch of 500: lower pretrain.batch_size"),
 ])
 def test_bad_image_inputs_fail_clearly_and_write_nothing(capsys, monkeypatch, tmp_path, folder, case, message):
@@ -175,11 +177,14 @@ def test_bad_image_inputs_fail_clearly_and_write_nothing(capsys, monkeypatch, tm
         extra = ["--output", str(tmp_path / "run" / "inner")]
     elif case == "output not writable":  # as root, permissions cannot make a directory unwritable
         monkeypatch.setattr("os.access", lambda path, mode: False)
+    elif case == "export root is a file":  # found before the run, not after its training
+        (tmp_path / "saved_models").write_text("")
     sets = TINY_IMAGES + (["pretrain.batch_size=500"] if case == "batch larger than the data" else [])
     code = cli.main(["run", "mae_images", "--data", str(data), "--quick", *run_args(tmp_path), *extra, "--set", *sets])
     error = capsys.readouterr().err
+    message = message.format(root=tmp_path / "saved_models")
     assert code == 1 and message in error and len(error.strip().splitlines()) == 1, error
-    assert not (tmp_path / "saved_models").exists()
+    assert case == "export root is a file" or not (tmp_path / "saved_models").exists()
     assert case in ("output is a file", "output under a file") or not (tmp_path / "run").exists()
 
 

@@ -75,18 +75,7 @@ def export_onnx(model, path, samples=None, atol=1e-5):
     >>> import onnxruntime
     >>> onnxruntime.InferenceSession("classifier.onnx").run(None, {"images": x_test[:2]})
     """
-    if takes_text(model):
-        raise ExportError(
-            "ONNX export takes image classifiers only: a text classifier's serving input is raw strings and "
-            "ONNX has no WordPiece tokenizer. Export it with export_saved_model instead."
-        )
-    if not getattr(model, "built", False) or not model.weights:
-        raise ExportError("The model is not built: call it on a batch of images (or fit it) before exporting.")
-    path = Path(path)
-    if path.suffix != ".onnx":
-        raise ExportError(f"The ONNX file name must end in .onnx; got {path}.")
-    if not path.parent.is_dir():
-        raise ExportError(f"Directory {path.parent} does not exist; create it or choose another path.")
+    path = check_onnx_target(model, path)
     samples = np.asarray(default_samples(model) if samples is None else samples, dtype="uint8")
     expected = {k: ops.convert_to_numpy(v) for k, v in serving_outputs(model, samples).items()}
 
@@ -98,6 +87,24 @@ def export_onnx(model, path, samples=None, atol=1e-5):
         os.replace(staged, path)
     report.update(seconds=time.perf_counter() - start, bytes=path.stat().st_size)
     model.onnx_report = report
+    return path
+
+
+def check_onnx_target(model, path):
+    """`path` as a `Path`, or `ExportError` if `model` cannot go to an ONNX file there (checked before any work)."""
+    if takes_text(model):
+        raise ExportError(
+            "ONNX export takes image classifiers only: a text classifier's serving input is raw strings and ONNX "
+            "has no WordPiece tokenizer. Serve its SavedModel (export_saved_model, or keras-pretrain export "
+            "without --onnx)."
+        )
+    if not getattr(model, "built", False) or not model.weights:
+        raise ExportError("The model is not built: call it on a batch of images (or fit it) before exporting.")
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ExportError(f"The ONNX file name must end in .onnx; got {path}.")
+    if not path.parent.is_dir():
+        raise ExportError(f"Directory {path.parent} does not exist; create it or choose another path.")
     return path
 
 

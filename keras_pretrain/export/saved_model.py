@@ -155,8 +155,14 @@ def export_saved_model(
     'saved_models/mae_fashion_mnist/1'
     >>> export_saved_model(text_classifier, "bert_wordnet", samples=test_glosses[:200])
     """
+    missing = [attribute for attribute in ("embed", "head", "class_names") if not hasattr(model, attribute)]
+    if missing:
+        raise ExportError(f"A {type(model).__name__} is not a classifier (it has no {', '.join(missing)}): export "
+                          "a fine-tuned classifier, such as a run's classifiers/*.keras.")
     if not getattr(model, "built", False) or not model.weights:
         raise ExportError("The model is not built: call it on a batch of inputs (or fit it) before exporting.")
+    if not name or Path(name).name != name or name in (".", ".."):
+        raise ExportError(f"The export name must be a folder name (TF Serving's model name); got {name!r}.")
     model_dir = Path(root) / name
     version = next_version(model_dir) if version is None else int(version)
     if version < 1:
@@ -164,11 +170,6 @@ def export_saved_model(
     target = model_dir / str(version)
     if target.exists():
         raise ExportError(f"{target} already exists; export to a new version or remove it first.")
-    try:
-        model_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".partial-{version}-", dir=model_dir))
-    except OSError as error:
-        raise ExportError(f"Cannot write under {model_dir}: {error}. Choose a writable export root.") from error
 
     samples = sample_images if samples is None else samples
     if samples is None:
@@ -181,6 +182,11 @@ def export_saved_model(
     model(features)  # on JAX, predict alone does not mark a model as called
     expected = {k: ops.convert_to_numpy(v) for k, v in serving_outputs(model, features).items()}
 
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".partial-{version}-", dir=model_dir))
+    except OSError as error:
+        raise ExportError(f"Cannot write under {model_dir}: {error}. Choose a writable export root.") from error
     work = staging / "work"
     saved_model = staging / "saved_model"
     try:

@@ -34,9 +34,7 @@ def predict(loaded, request, signature_name="serving_default"):
     """The TF Serving REST response to `request` (`{"instances": [...]}`) as a dict."""
     import tensorflow as tf
 
-    if signature_name not in loaded.signatures:
-        raise ValueError(f"No signature {signature_name!r}; the model has {sorted(loaded.signatures)}.")
-    function = loaded.signatures[signature_name]
+    function = signature(loaded, signature_name)
     specs = function.structured_input_signature[1]
     if not isinstance(request, dict) or "instances" not in request or not isinstance(request["instances"], list):
         raise ValueError('The request must be a JSON object {"instances": [...]}, one entry per example.')
@@ -69,9 +67,16 @@ def predict(loaded, request, signature_name="serving_default"):
     return {"predictions": rows}
 
 
+def signature(loaded, name):
+    """The loaded SavedModel's signature `name`, or a clear error listing those it has."""
+    if name not in loaded.signatures:
+        raise ValueError(f"No signature {name!r}; the model has {', '.join(sorted(loaded.signatures))} (--signature).")
+    return loaded.signatures[name]
+
+
 def sample_request(loaded, signature_name="serving_default", count=2):
     """A request of `count` all-zero (or empty-string) instances shaped like the signature's input."""
-    specs = loaded.signatures[signature_name].structured_input_signature[1]
+    specs = signature(loaded, signature_name).structured_input_signature[1]
     zeros = lambda spec: np.zeros([d or 1 for d in spec.shape.as_list()[1:]], dtype=spec.dtype.as_numpy_dtype)
     instance = {name: "" if spec.dtype.name == "string" else zeros(spec).tolist() for name, spec in specs.items()}
     return {"instances": [instance] * count}
@@ -89,7 +94,9 @@ def serve_check(model_dir, request=None, version=None, signature_name="serving_d
 
 
 def load_request(path):
-    """Read a JSON request body from a file, with a clear error if it is not JSON."""
+    """Read a JSON request body from a file, with a clear error if it is missing or not JSON."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"The request file {path} does not exist: pass a JSON file {{\"instances\": [...]}}.")
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:

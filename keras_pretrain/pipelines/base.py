@@ -141,17 +141,22 @@ def apply_overrides(config, assignments):
     return override(config, {key: None for key in BUDGET_KEYS if key not in named}) if named else config
 
 
-def check_writable(directory):
-    """Refuse, before any work, an output directory that is a file or could not be created or written to."""
+def check_writable(directory, option="--output", what="output"):
+    """Refuse, before any work, a directory (the `what` directory, set by `option`) that is a file or could not be
+    created or written to.
+
+    Example:
+    >>> check_writable("saved_models/mae_images", "--export-root", "export")
+    """
     existing = Path(directory).absolute()
     while not existing.exists():
         existing = existing.parent
     if existing == Path(directory).absolute() and not existing.is_dir():
-        raise ValueError(f"The output directory {directory} is a file: pass another --output.")
+        raise ValueError(f"The {what} directory {directory} is a file: pass another {option}.")
     if not existing.is_dir():
-        raise ValueError(f"The output directory {directory} cannot be made: {existing} is a file. Pass another --output.")
+        raise ValueError(f"The {what} directory {directory} cannot be made: {existing} is a file. Pass another {option}.")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"The output directory {directory} is not writable ({existing} is not): pass another --output "
+        raise ValueError(f"The {what} directory {directory} is not writable ({existing} is not): pass another {option} "
                          "or fix its permissions.")
 
 
@@ -195,6 +200,8 @@ class Pipeline:
         self.callbacks = list(callbacks)
         self.output_dir = Path(config.output_dir or Path("runs") / config.name)
         check_writable(self.output_dir)
+        if config.export.enabled:
+            check_writable(Path(config.export.root) / config.name, "--export-root", "export")
         if config.pretrain.dtype_policy in ("mixed_float16", "float16") and keras.backend.backend() == "jax":
             import jax
 

@@ -16,10 +16,10 @@ Example:
 import json
 from pathlib import Path
 
-import keras
 import keras_hub
 
-import keras_pretrain.models  # noqa: F401  (registers the classes an encoder file names)
+from keras_pretrain.checkpoints import load_keras_file
+from keras_pretrain.pipelines.base import check_writable
 from keras_pretrain.config import override, to_dict
 from keras_pretrain.evaluation import FewLabelEvaluation
 from keras_pretrain.pipelines.images import ImageDataConfig, ImagePipeline, ImagePipelineConfig
@@ -35,7 +35,7 @@ def load_encoder(path):
         return "text", (keras_hub.models.Backbone.from_preset(str(path)), keras_hub.tokenizers.Tokenizer.from_preset(str(path)))
     if not path.is_file():
         raise FileNotFoundError(f"Encoder {path} does not exist: pass an encoder.keras file or a preset directory.")
-    encoder = keras.saving.load_model(path, compile=False)
+    encoder = load_keras_file(path, "pass an image run's encoder.keras or a text run's preset/.")
     if not hasattr(encoder, "embed_patches"):
         raise ValueError(f"{path} holds a {type(encoder).__name__}, not a ViTEncoder: pass an image run's encoder.keras.")
     return "image", encoder
@@ -49,6 +49,8 @@ def evaluate_encoders(paths, labelled, test=None, overrides=(), output_dir=None,
     config (`evaluation.*`, `data.*`). With `output_dir`, writes
     `results.json` and `label_curve.png` there.
     """
+    if output_dir is not None:
+        check_writable(output_dir)
     loaded = {str(path): load_encoder(path) for path in paths}
     kinds = {kind for kind, _ in loaded.values()}
     if len(kinds) != 1:

@@ -8,6 +8,7 @@ Example (a folder with one subfolder per class):
 """
 
 import dataclasses
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,6 +16,7 @@ import tensorflow as tf
 
 from keras_pretrain import plots
 from keras_pretrain.baselines import flatten_pixels
+from keras_pretrain.checkpoints import load_keras_file
 from keras_pretrain.config import check, check_divisible, check_fraction, check_sizes, override
 from keras_pretrain.data.images import image_source
 from keras_pretrain.data.splits import split_labelled
@@ -388,9 +390,10 @@ class ImagePipeline(Pipeline):
         return model
 
     def load_pretrained(self, data, finished):
-        """The encoder an earlier run pre-trained, from its `encoder.keras`."""
-        self.log(f"Pre-training finished in an earlier run: loading its encoder from {finished['encoder_path']}")
-        return keras.saving.load_model(finished["encoder_path"], compile=False)
+        """The encoder an earlier run pre-trained, from its `encoder.keras` (in this output, wherever it has moved)."""
+        path = self.output_dir / Path(finished["encoder_path"]).name
+        self.log(f"Pre-training finished in an earlier run: loading its encoder from {path}")
+        return load_keras_file(path, "pass --restart to start over.")
 
     def pretrain(self, data):
         images = data.pretraining

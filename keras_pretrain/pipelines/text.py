@@ -9,6 +9,7 @@ Example (a CSV with `text` and `label` columns, plus a folder of books):
 
 import dataclasses
 import itertools
+from pathlib import Path
 
 import keras
 import keras_hub
@@ -435,9 +436,10 @@ class TextPipeline(Pipeline):
         }
 
     def load_pretrained(self, data, finished):
-        """The backbone an earlier run pre-trained, from its preset directory."""
-        self.log(f"Pre-training finished in an earlier run: loading its backbone from {finished['preset_path']}")
-        return keras_hub.models.Backbone.from_preset(finished["preset_path"])
+        """The backbone an earlier run pre-trained, from its preset directory (in this output, wherever it has moved)."""
+        path = self.output_dir / Path(finished["preset_path"]).name
+        self.log(f"Pre-training finished in an earlier run: loading its backbone from {path}")
+        return keras_hub.models.Backbone.from_preset(str(path))
 
     def task(self, data):
         tokenizer = data.pretraining.tokenizer

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -72,3 +73,26 @@ def test_cli_export_and_serve_check(exported, tmp_path, capsys):
     assert "is not valid JSON" in capsys.readouterr().err
     assert cli.main(["export", str(tmp_path / "missing.keras"), "--name", "x"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_refuses_bad_exports_and_checks_before_writing_anything(exported, tmp_path, capsys):
+    root, model = exported
+    model.encoder.save(tmp_path / "encoder.keras")
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    out = tmp_path / "out"
+    classifier = [str(root / "classifier.keras"), "--name", "m"]
+    for arguments, message in [
+        ([*classifier, "--onnx", str(tmp_path / "model.txt")], "must end in .onnx"),
+        ([*classifier, "--onnx", str(tmp_path / "no" / "m.onnx")], "no does not exist"),
+        ([str(tmp_path / "encoder.keras"), "--name", "m"], "A ViTEncoder is not a classifier .*: export a fine-tuned"),
+        ([str(tmp_path / "junk.keras"), "--name", "m"], r"junk.keras cannot be read as a Keras model \(.*\): pass a"),
+        ([str(root / "classifier.keras"), "--name", ""], "must be a folder name"),
+    ]:
+        assert cli.main(["export", *arguments, "--export-root", str(out)]) == 1
+        error = capsys.readouterr().err
+        assert re.search(message, error) and len(error.strip().splitlines()) == 1, error
+        assert not out.exists()  # no version, no staging directory
+    assert cli.main(["serve-check", str(root / "clf"), "--signature", "explain"]) == 1
+    assert "No signature 'explain'; the model has classify, embed, serving_default" in capsys.readouterr().err
+    assert cli.main(["serve-check", str(root / "clf"), "--request", str(tmp_path / "request.json")]) == 1
+    assert "request.json does not exist: pass a JSON file" in capsys.readouterr().err
