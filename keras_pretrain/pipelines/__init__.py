@@ -27,7 +27,9 @@ from keras_pretrain.pipelines.images import (
     ImageDataConfig,
     ImagePipeline,
     ImagePipelineConfig,
+    LatentConfig,
     MaeConfig,
+    SimMimConfig,
     ViTConfig,
 )
 from keras_pretrain.pipelines.text import (
@@ -43,9 +45,10 @@ from keras_pretrain.pipelines.text import (
 PIPELINES = {ImagePipelineConfig: ImagePipeline, TextPipelineConfig: TextPipeline}
 
 __all__ = [
-    "BertConfig", "ExportConfig", "ImageDataConfig", "ImagePipeline", "ImagePipelineConfig", "LatentConfig", "MaeConfig",
-    "MlmConfig", "Pipeline", "PretrainConfig", "SimMimConfig", "TextDataConfig", "TextPipeline", "TextPipelineConfig",
-    "TokenizerConfig", "ViTConfig", "apply_overrides", "apply_quick", "text_evaluation", "load_recipe", "pipeline_for", "recipe_descriptions", "run",
+    "BertConfig", "ExportConfig", "ImageDataConfig", "ImagePipeline", "ImagePipelineConfig", "LatentConfig",
+    "MaeConfig", "MlmConfig", "Pipeline", "PretrainConfig", "SimMimConfig", "TextDataConfig", "TextPipeline",
+    "TextPipelineConfig", "TokenizerConfig", "ViTConfig", "apply_overrides", "apply_quick", "text_evaluation",
+    "load_recipe", "pipeline_for", "recipe_descriptions", "run",
 ]
 
 
