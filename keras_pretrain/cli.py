@@ -72,8 +72,9 @@ def build_parser():
                              "budget (pretrain.steps, epochs or budget_minutes) set here clears the other two.")
 
     commands.add_parser(
-        "show", parents=[recipe_options], help="Print a recipe's whole config, with the flags applied.",
-        description="Print the config a `run` with the same arguments would use, as JSON.",
+        "show", parents=[backend, recipe_options], help="Print a recipe's whole config, with the flags applied.",
+        description="Print the config a `run` with the same arguments would use, as JSON (the distributed "
+                    "pre-training flags do not change it).",
     )
     run = commands.add_parser(
         "run", parents=[backend, recipe_options], help="Run a recipe: pre-train, fine-tune, compare, export.",
@@ -103,7 +104,8 @@ def build_parser():
     evaluate.add_argument("encoders", nargs="+", metavar="ENCODER")
     evaluate.add_argument("--data", required=True, metavar="SOURCE", help="Labelled data, as `run --data` takes it.")
     evaluate.add_argument("--test", metavar="SOURCE", help="A labelled test set (else a stratified split is held out).")
-    evaluate.add_argument("--labels-per-class", type=int, metavar="K", help="Labels per class (default 10).")
+    evaluate.add_argument("--labels-per-class", type=int, metavar="K",
+                          help="Labels per class (default 10 for image encoders, 20 for text).")
     evaluate.add_argument("--frozen", action="store_true", help="Frozen features only: probe and kNN, no fine-tuning.")
     evaluate.add_argument("--output", metavar="DIR", help="Where results.json and label_curve.png go.")
     evaluate.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",

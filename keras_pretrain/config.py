@@ -5,7 +5,7 @@ A pipeline is driven by one config object (see `keras_pretrain.pipelines`).
 value's type, so the CLI's `--set KEY=VALUE` and Python code share one path:
 
 >>> from keras_pretrain.pipelines import load_recipe
->>> config = override(load_recipe("mae_fashion_mnist"), ["pretrain.epochs=2", "encoder.hidden_dim=64"])
+>>> config = override(load_recipe("mae_fashion_mnist"), ["evaluation.labels_per_class=5", "encoder.hidden_dim=64"])
 >>> print(to_json(config))
 """
 
@@ -49,11 +49,13 @@ def override(config, assignments):
     String values are read as Python literals (`3`, `1e-3`, `[1, 2]`,
     `None`, `True`), falling back to the plain string for text fields. The
     key must name an existing field and the value must fit its type; the
-    error lists the fields that do exist.
+    error lists the fields that do exist. Each field is set as given: to
+    change a recipe's pre-training budget, `load_recipe(name, overrides)` and
+    `apply_overrides` also clear the budget the recipe set.
 
     Example:
-    >>> config = override(config, {"pretrain.epochs": 3})
-    >>> config = override(config, ["data.labelled=photos/", "evaluation.labels_per_class=5"])
+    >>> config = override(config, {"evaluation.labels_per_class": 5})
+    >>> config = override(config, ["data.labelled=photos/", "encoder.hidden_dim=64"])
     """
     items = assignments.items() if isinstance(assignments, dict) else map(parse_assignment, assignments)
     for key, value in items:

@@ -63,7 +63,7 @@ def test_show_prints_the_whole_config_with_flags_and_sets_applied(capsys):
     (["mae_images", "--set", "pretrain.steps=300"], (None, 300, None)),  # the recipe's 10 minutes give way
     (["mae_fashion_mnist", "--budget-minutes", "5"], (5.0, None, None)),  # and so do its 40 epochs
     (["mae_images", "--pretrain-epochs", "3"], (None, None, 3)),
-    (["mae_images"], (10, None, None)),
+    (["mae_images", "--backend", keras.backend.backend(), "--verbose"], (10, None, None)),  # run's flags, as run takes them
 ])
 def test_the_budget_a_user_names_is_the_one_that_counts(capsys, arguments, budget):
     assert cli.main(["show", *arguments]) == 0

@@ -70,7 +70,8 @@ def load_recipe(name_or_path, overrides=(), quick=False):
 
     The module must define exactly one pipeline config object
     (`ImagePipelineConfig` or `TextPipelineConfig`). `overrides` are
-    `"key=value"` strings or a dict (see `keras_pretrain.config.override`);
+    `"key=value"` strings or a dict (see `keras_pretrain.pipelines.apply_overrides`: a
+    pre-training budget named there replaces the recipe's);
     `quick=True` applies the recipe's smoke-run settings first.
 
     Example:
