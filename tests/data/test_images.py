@@ -88,7 +88,9 @@ def test_convert_image_takes_bytes_images_and_batches():
     png = tf.io.encode_png(np.full((5, 7, 1), 9, np.uint8))
     assert convert_image(png, 4, 3).numpy().tolist() == np.full((4, 4, 3), 9).tolist()
     batch = np.zeros((2, 6, 6, 3), np.uint8)
-    assert convert_image(batch, 6, 3) is not None and convert_image(batch, 3, 1).shape == (2, 3, 3, 1)
+    batch[:, :, :, 0] = 200  # a colour: any change to the pixels would show
+    assert np.array_equal(convert_image(batch, 6, 3), batch)  # already the size and channels asked for
+    assert convert_image(batch, 3, 1).shape == (2, 3, 3, 1)
     with pytest.raises(ValueError, match="channels must be 1 .grey. or 3 .RGB.; got 2"):
         convert_image(png, 4, 2)
 
@@ -267,7 +269,7 @@ def test_image_source_dispatch(tmp_path, class_folder, fashion_dir):
 
 @pytest.fixture
 def tfds():
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install fails here, not skips
     # Never a real download: the mock serves random examples in the real feature specs.
     with tfds.testing.mock_data(num_examples=9):
         yield tfds
@@ -305,7 +307,7 @@ def test_tfds_keys(tfds):
 
 
 def test_tfds_that_cannot_load_offline_is_a_clear_error(tmp_path, monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install fails here, not skips
     real_load = tfds.load
 
     def offline_load(name, **kwargs):

@@ -205,7 +205,7 @@ def test_tfds_spec_parsing(monkeypatch):
 
 
 def test_tfds_imdb_reviews_with_mock_data():
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install fails here, not skips
     with tfds.testing.mock_data(num_examples=7):
         source = labelled_text_source("tfds:imdb_reviews:test")
         with pytest.raises(CorpusError, match=r"no feature 'stars'; its features: label, text. Pass label_key="):
@@ -217,7 +217,7 @@ def test_tfds_imdb_reviews_with_mock_data():
 
 
 def test_tfds_that_cannot_load_is_a_clear_error(tmp_path, monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install fails here, not skips
     calls = []
 
     def failing_load(name, **kwargs):

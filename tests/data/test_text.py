@@ -297,7 +297,7 @@ def test_trained_tokenizer_feeds_fit(tmp_path, pipeline, whole_words):
 
 
 def test_tfds_text_corpus_with_mock_data():
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install fails here, not skips
     with tfds.testing.mock_data(num_examples=6):
         corpus = TextCorpus.from_tfds("imdb_reviews", split="train")
         documents = list(corpus)
@@ -307,7 +307,7 @@ def test_tfds_text_corpus_with_mock_data():
 
 
 def test_tfds_that_cannot_load_offline_is_a_clear_error(tmp_path, monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds  # a dependency: a broken install fails here, not skips
     real_load, calls = tfds.load, []
 
     def offline_load(name, **kwargs):
