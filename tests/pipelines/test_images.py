@@ -11,7 +11,7 @@ from keras_pretrain.pipelines import (
     PretrainConfig,
 )
 from keras_pretrain.pipelines.base import counted, steady_steps_per_second
-from keras_pretrain.pipelines.images import image_augmentation
+from keras_pretrain.pipelines.images import OBJECTIVES, ViTConfig, image_augmentation
 from tests.conftest import write_image_folder
 
 
@@ -166,3 +166,23 @@ def test_the_pooling_setting_reaches_every_classifier_and_is_checked(tmp_path, f
     assert task.new_classifier().pooling == "flatten"  # from scratch too
     with pytest.raises(ValueError, match="pooling must be one of mean, flatten; got 'max'"):
         ImagePipelineConfig(pooling="max")
+
+
+@pytest.mark.parametrize("objective", ["simmim", "latent"])
+def test_the_other_image_objectives_pretrain_through_the_pipeline(tmp_path, folders, objective):
+    config = ImagePipelineConfig(objective=objective, data=ImageDataConfig(labelled=str(folders[0]), image_size=16),
+                                 encoder=ViTConfig(patch_size=4, hidden_dim=16, depth=2, num_heads=2),
+                                 pretrain=PretrainConfig(steps=3, batch_size=4), output_dir=str(tmp_path / "run"))
+    config.evaluation.labels_per_class, config.evaluation.val_per_class = 2, 2
+    images_pipeline = ImagePipeline(config, verbose=0)
+    images_pipeline.output_dir.mkdir()
+    model = images_pipeline.pretrain_model((16, 16, 3), total_steps=3)
+    assert type(model) is OBJECTIVES[objective]
+    if objective == "latent":  # the teacher's momentum reaches its final value when pre-training ends
+        assert model.momentum_steps == 3 and model.pretrained_encoder is model.teacher
+    encoder, results = images_pipeline.pretrain(images_pipeline.load_data())
+    assert results["objective"] == objective and results["pretrain_steps"] == 3
+    assert np.isfinite(results["pretrain_final_loss"])
+    saved = keras.saving.load_model(tmp_path / "run" / "encoder.keras")
+    np.testing.assert_array_equal(saved.get_weights()[0], encoder.get_weights()[0])
+    assert not (tmp_path / "run" / "reconstructions.png").exists()  # MAE's plot alone
