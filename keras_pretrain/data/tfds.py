@@ -1,5 +1,6 @@
 """TensorFlow Datasets: the `tfds:NAME[:SPLIT]` spec, and loading with one clear error when a set is not there."""
 
+import difflib
 import re
 
 from keras_pretrain.data.fashion_mnist import DataNotFoundError
@@ -38,10 +39,16 @@ def load_tfds(name, split, data_dir=None, download=False, instead="local files",
         raise ImportError("TFDS data sets need `pip install tensorflow-datasets`.") from error
     try:
         return tfds.load(name, split=split, data_dir=data_dir, download=download, **options)
-    except Exception as error:  # TFDS raises AssertionError, DatasetNotFoundError, network errors...
+    except tfds.core.registered.DatasetNotFoundError:
+        close = difflib.get_close_matches(name.split("/")[0], tfds.list_builders(), n=3)
+        suggestion = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DataNotFoundError(f"TFDS has no data set {name!r}{suggestion} (tfds.list_builders() lists them all), "
+                                f"or use {instead}.") from None
+    except Exception as error:  # TFDS raises AssertionError, network errors...
+        reason = " ".join(str(error).split())[:300]  # TFDS's messages run over several lines
         raise DataNotFoundError(
             f"TFDS data set {name!r} (split {split!r}) could not be loaded "
             f"{'' if download else 'offline '}from {data_dir or 'the default TFDS directory'}: "
-            f"{type(error).__name__}: {error}\nFix: prepare it once with network access "
+            f"{type(error).__name__}: {reason}. Fix: prepare it once with network access "
             f"(`tfds build {name}`, or tfds.load(..., download=True)) and pass its data_dir, or use {instead}."
         ) from error

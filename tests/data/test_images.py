@@ -318,6 +318,9 @@ def test_tfds_that_cannot_load_offline_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(DataNotFoundError, match=r"'mnist' \(split 'train'\) could not be loaded offline") as error:
         TfdsImages("mnist", data_dir=tmp_path)
     assert "tfds build mnist" in str(error.value) and str(tmp_path) in str(error.value)
+    assert len(str(error.value).splitlines()) == 1  # TFDS's own message runs over several lines
+    with pytest.raises(DataNotFoundError, match=r"TFDS has no data set 'mnits'; did you mean mnist"):
+        TfdsImages("mnits", data_dir=tmp_path)
 
 
 def test_extensions_are_the_documented_ones():
