@@ -86,6 +86,8 @@ def test_the_budget_a_user_names_is_the_one_that_counts(capsys, arguments, budge
     (["show", "mae_images", "--set", "simmim.mask_ratio=1.5"], r"simmim.mask_ratio must be strictly between 0 and 1"),
     (["show", "mae_images", "--set", "latent.predictor_depth=-1"], r"latent.predictor_depth must be at least 0"),
     (["show", "bert_text", "--set", "backbone.num_heads=0"], r"backbone.num_heads must be at least 1; got 0\."),
+    (["show", "bert_text", "--set", "backbone.preset=bert_tiny_en_uncasedd"], r"backbone.preset 'bert_tiny_en_uncasedd' "
+                                                                            r"is neither .*; did you mean bert_tiny_en_"),
     (["show", "bert_text", "--set", "mlm.mask_rate=0"], r"mlm.mask_rate must be strictly between 0 and 1; got 0"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys, arguments, message):

@@ -8,6 +8,7 @@ Example (a CSV with `text` and `label` columns, plus a folder of books):
 """
 
 import dataclasses
+import difflib
 import itertools
 from pathlib import Path
 
@@ -114,6 +115,12 @@ class BertConfig:
     def __post_init__(self):
         check_sizes(self, "backbone", ("num_layers", "num_heads", "hidden_dim", "intermediate_dim"))
         check_divisible(self, "backbone", "hidden_dim", "num_heads")
+        if self.preset and "://" not in self.preset and not Path(self.preset).is_dir():  # a published name
+            published = keras_hub.models.BertBackbone.presets
+            close = difflib.get_close_matches(self.preset, published, n=3)
+            check(self.preset in published, f"backbone.preset {self.preset!r} is neither a directory nor a keras-hub "
+                  "BERT preset" + (f"; did you mean {', '.join(close)}?" if close else
+                                   f" ({', '.join(sorted(published)[:4])}, ...)."))
         check(self.sequence_length >= MIN_SEQUENCE_LENGTH,
               f"backbone.sequence_length {self.sequence_length} is too small: [CLS], [SEP] and the text need at least "
               f"{MIN_SEQUENCE_LENGTH}; set backbone.sequence_length={MIN_SEQUENCE_LENGTH} or more.")
@@ -162,6 +169,23 @@ class TextPipelineConfig:
 
     def __post_init__(self):
         check(self.objective == "mlm", f"objective must be 'mlm' for text; got {self.objective!r}.")
+
+
+def from_preset(cls, preset, **kwargs):
+    """`cls.from_preset(preset)`, or one line saying why a published preset (downloaded on first use) did not load.
+
+    Example:
+    >>> tokenizer = from_preset(keras_hub.models.BertTokenizer, "bert_tiny_en_uncased")
+    """
+    try:
+        return cls.from_preset(preset, **kwargs)
+    except Exception as error:  # network errors from Kaggle or Hugging Face, a damaged download...
+        if Path(preset).is_dir():
+            raise
+        reason = " ".join(str(error).split())[:200]
+        raise RuntimeError(f"The keras-hub preset {preset!r} could not be loaded ({type(error).__name__}: {reason}): "
+                           "a published preset downloads on first use, so run once with network access, or pass a "
+                           "preset directory (backbone.preset=runs/NAME/preset).") from None
 
 
 def text_evaluation(**changes):
@@ -307,7 +331,7 @@ class TextPipeline(Pipeline):
         """A `keras_hub.models.BertTokenizer` whose WordPiece vocabulary is learned from `corpus` (cached on disk),
         or the preset's tokenizer when pre-training continues from one."""
         if self.config.backbone.preset:
-            return keras_hub.models.BertTokenizer.from_preset(self.config.backbone.preset)
+            return from_preset(keras_hub.models.BertTokenizer, self.config.backbone.preset)
         config = self.config.tokenizer
         every = config.sample_every
         sample = corpus if every == 1 else TextCorpus.from_texts(
@@ -340,7 +364,7 @@ class TextPipeline(Pipeline):
         """A fresh `BertBackbone` of the configured size, or the preset's (pre-trained) one."""
         config = self.config.backbone
         if config.preset:
-            backbone = keras_hub.models.BertBackbone.from_preset(config.preset, dropout=dropout)
+            backbone = from_preset(keras_hub.models.BertBackbone, config.preset, dropout=dropout)
             if backbone.max_sequence_length < config.sequence_length:
                 raise ValueError(f"The preset {config.preset} takes at most {backbone.max_sequence_length} tokens: "
                                  f"set backbone.sequence_length to that or less.")

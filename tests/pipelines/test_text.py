@@ -9,6 +9,7 @@ from keras_pretrain.pipelines import (
     TextPipelineConfig,
     TokenizerConfig,
 )
+from keras_pretrain.pipelines.text import from_preset
 from tests.conftest import write_labelled_csv
 
 
@@ -126,3 +127,16 @@ def test_pretraining_continues_from_a_keras_hub_preset(tmp_path):
     config.backbone.sequence_length = 64
     with pytest.raises(ValueError, match="takes at most 32 tokens: set backbone.sequence_length"):
         text.new_backbone(tokenizer.vocabulary_size(), 0.0)
+
+
+def test_a_published_preset_that_cannot_download_is_one_line_naming_the_fix():
+    class Offline:
+        @classmethod
+        def from_preset(cls, preset, **kwargs):
+            raise OSError("Max retries exceeded with url: api.kaggle.com\n(Caused by NameResolutionError)")
+
+    with pytest.raises(RuntimeError, match=r"^The keras-hub preset 'bert_tiny_en_uncased' could not be loaded "
+                                           r"\(OSError: Max retries .* \(Caused by NameResolutionError\)\): a published "
+                                           r"preset downloads on first use, .* or pass a preset directory") as error:
+        from_preset(Offline, "bert_tiny_en_uncased")
+    assert len(str(error.value).splitlines()) == 1
