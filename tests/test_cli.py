@@ -88,6 +88,7 @@ def test_the_budget_a_user_names_is_the_one_that_counts(capsys, arguments, budge
     (["show", "bert_text", "--set", "backbone.num_heads=0"], r"backbone.num_heads must be at least 1; got 0\."),
     (["show", "bert_text", "--set", "backbone.preset=bert_tiny_en_uncasedd"], r"backbone.preset 'bert_tiny_en_uncasedd' "
                                                                             r"is neither .*; did you mean bert_tiny_en_"),
+    (["show", "mae_images", "--seed", "-1"], r"seed must be a non-negative integer; got -1\."),
     (["show", "bert_text", "--set", "mlm.mask_rate=0"], r"mlm.mask_rate must be strictly between 0 and 1; got 0"),
 ])
 def test_bad_arguments_are_one_line_errors(capsys, arguments, message):

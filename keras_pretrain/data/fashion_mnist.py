@@ -69,7 +69,8 @@ def load_fashion_mnist(data_dir=None, download=True):
     """
     if data_dir is not None:
         if not Path(data_dir).is_dir():
-            raise DataNotFoundError(f"Fashion-MNIST directory {data_dir} does not exist.")
+            raise DataNotFoundError(f"Fashion-MNIST directory {data_dir} does not exist: pass the directory that holds "
+                                    "its four IDX files (--data-dir), or leave it out to look in the usual places.")
         try:
             return _load_dir(data_dir)
         except (OSError, ValueError) as error:

@@ -224,13 +224,16 @@ def text_corpus(spec, mode="lines", text_column="text", data_dir=None, download=
     return TextCorpus.from_files(spec, mode=mode, text_column=text_column)
 
 
+_REENCODE = "Re-encode it as {encoding} (e.g. iconv -f latin1 -t {encoding}), or pass encoding=... from Python."
+
+
 def _decode(data, where, encoding):
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as error:
         raise CorpusError(
             f"{where}: byte offset {error.start} is not valid {encoding} ({error.reason}, byte "
-            f"{data[error.start:error.start + 1]!r}). Re-encode the text as {encoding} or pass the right encoding."
+            f"{data[error.start:error.start + 1]!r}). {_REENCODE.format(encoding=encoding)}"
         ) from error
 
 
@@ -271,7 +274,7 @@ def resolve_files(paths, extensions=TEXT_EXTENSIONS):
         else:
             missing.append(text)
     if missing:
-        raise FileNotFoundError(f"Corpus files not found: {missing}.")
+        raise FileNotFoundError(f"Corpus files not found: {missing}: check the paths (files, directories or globs).")
     seen, unique = set(), []
     for path in files:
         key = path.resolve()
@@ -312,8 +315,8 @@ def _decoded_lines(path, encoding):
             except UnicodeDecodeError as error:
                 raise CorpusError(
                     f"{path}, line {number}, byte offset {offset + error.start}: not valid {encoding} "
-                    f"({error.reason}, byte {raw[error.start:error.start + 1]!r}). Re-encode the file as "
-                    f"{encoding} or pass the right encoding."
+                    f"({error.reason}, byte {raw[error.start:error.start + 1]!r}). "
+                    + _REENCODE.format(encoding=encoding)
                 ) from error
             offset += len(raw)
             # Spreadsheet exports often start with a byte-order mark, which would stick to the first column's name.
@@ -373,9 +376,12 @@ def check_columns(path, columns, wanted):
     """
     for option, column in wanted.items():
         if columns is not None and column not in columns:
+            separator = next((s for s in ";|\t" if len(columns) == 1 and s in str(columns[0])), None)
+            fix = (f"Its header reads as one column: separate the columns with commas (tabs in a .tsv), not "
+                   f"{separator!r}." if separator else
+                   f"Pass {option}=... (--{option.replace('_', '-')} on the command line) naming the right one.")
             raise CorpusError(
-                f"{path} has no column {column!r}; its columns: {', '.join(map(str, columns)) or '(none)'}. "
-                f"Pass {option}=... (--{option.replace('_', '-')} on the command line) naming the right one."
+                f"{path} has no column {column!r}; its columns: {', '.join(map(str, columns)) or '(none)'}. {fix}"
             )
 
 

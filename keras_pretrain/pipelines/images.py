@@ -190,6 +190,7 @@ class ImagePipelineConfig:
     })
 
     def __post_init__(self):
+        check(self.seed >= 0, f"seed must be a non-negative integer; got {self.seed}.")
         check(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}.")
         check(self.pooling in ImageClassifier.POOLINGS,
               f"pooling must be one of {', '.join(ImageClassifier.POOLINGS)}; got {self.pooling!r}.")

@@ -168,6 +168,7 @@ class TextPipelineConfig:
     })
 
     def __post_init__(self):
+        check(self.seed >= 0, f"seed must be a non-negative integer; got {self.seed}.")
         check(self.objective == "mlm", f"objective must be 'mlm' for text; got {self.objective!r}.")
 
 

@@ -134,6 +134,10 @@ def test_table_errors(tmp_path):
     with pytest.raises(CorpusError, match=r"has no column 'y'; its columns: id, body, label. Pass label_column=\.\.\. "
                                           r"\(--label-column"):
         LabelledTextSource.from_table(columns, text_column="body", label_column="y")
+    semicolons = write(tmp_path / "semicolons.csv", "text;label\nfine;a\n")
+    with pytest.raises(CorpusError, match=r"its columns: text;label. Its header reads as one column: separate the "
+                                          r"columns with commas \(tabs in a .tsv\), not ';'"):
+        LabelledTextSource.from_table(semicolons)
     unlabelled = write(tmp_path / "unlabelled.csv", "text,label\nfine,a\nalso fine,b\n\"two\nlines\",\n")
     source = LabelledTextSource.from_table(unlabelled)  # the bad row is far down: found when a pass reaches it
     with pytest.raises(CorpusError, match=r"unlabelled.csv, line 4: empty label in column 'label'"):

@@ -74,7 +74,8 @@ def test_files_are_read_lazily(tmp_path):
 def test_undecodable_bytes_name_the_file_line_and_offset(tmp_path):
     path = tmp_path / "bad.txt"
     path.write_bytes(b"good line\nbad \xff line\n")
-    with pytest.raises(CorpusError, match=rf"{path}, line 2, byte offset 14: not valid utf-8"):
+    with pytest.raises(CorpusError, match=rf"{path}, line 2, byte offset 14: not valid utf-8 .*Re-encode it as utf-8 "
+                                          r"\(e.g. iconv -f latin1 -t utf-8\), or pass encoding=\.\.\. from Python"):
         TextCorpus.from_files(path).content_hash()
     with pytest.raises(CorpusError, match="texts item 1: byte offset 2 is not valid utf-8"):
         list(TextCorpus.from_texts([b"ok", b"no\xc3("]))
