@@ -104,6 +104,12 @@ def test_bad_backend_is_an_argparse_error():
     assert exit.value.code == 2
 
 
+def test_a_bad_keras_backend_variable_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_BACKEND", "numpy")
+    assert cli.main(["show", "mae_images"]) == 2
+    assert capsys.readouterr().err == "error: KERAS_BACKEND='numpy' is not one of tensorflow, jax, torch.\n"
+
+
 @pytest.mark.slow
 def test_run_on_a_folder_of_images_writes_results_plots_and_a_verified_export(capsys, tmp_path, folder):
     code = cli.main(["run", "mae_images", "--data", str(folder), "--quick", "--labels-per-class", "2",

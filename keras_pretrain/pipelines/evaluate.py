@@ -37,7 +37,7 @@ def load_encoder(path):
         raise FileNotFoundError(f"Encoder {path} does not exist: pass an encoder.keras file or a preset directory.")
     encoder = load_keras_file(path, "pass an image run's encoder.keras or a text run's preset/.")
     if not hasattr(encoder, "embed_patches"):
-        raise ValueError(f"{path} holds a {type(encoder).__name__}, not a ViTEncoder: pass an image run's encoder.keras.")
+        raise ValueError(f"{path} holds {type(encoder).__name__}, not ViTEncoder: pass an image run's encoder.keras.")
     return "image", encoder
 
 

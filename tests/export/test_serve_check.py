@@ -92,6 +92,9 @@ def test_cli_refuses_bad_exports_and_checks_before_writing_anything(exported, tm
         error = capsys.readouterr().err
         assert re.search(message, error) and len(error.strip().splitlines()) == 1, error
         assert not out.exists()  # no version, no staging directory
+    assert cli.main(["serve-check", str(root / "clf"), "--signature", "classify"]) == 0  # without --request: zeros
+    response = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert len(response["predictions"]) == 2 and set(response["predictions"][0]) == {"probabilities", "class_index"}
     assert cli.main(["serve-check", str(root / "clf"), "--signature", "explain"]) == 1
     assert "No signature 'explain'; the model has classify, embed, serving_default" in capsys.readouterr().err
     assert cli.main(["serve-check", str(root / "clf"), "--request", str(tmp_path / "request.json")]) == 1

@@ -62,3 +62,26 @@ def test_evaluate_takes_a_text_preset_and_reports_bad_encoders(capsys, tmp_path)
     (tmp_path / "a_file").write_text("")  # refused before the encoders are evaluated, not after
     assert cli.main(["evaluate", str(tmp_path / "preset"), "--data", str(table), "--output", str(tmp_path / "a_file")]) == 1
     assert f"The output directory {tmp_path / 'a_file'} is a file: pass another --output." in capsys.readouterr().err
+
+
+def test_encoders_that_cannot_be_compared_are_refused_before_any_data_is_read(tmp_path):
+    from keras_pretrain.models import ImageClassifier
+    from keras_pretrain.pipelines.evaluate import evaluate_encoders
+
+    encoder = saved_encoder(tmp_path / "encoder.keras", 0)
+    classifier = ImageClassifier(ViTEncoder(image_size=20, channels=3, patch_size=5, hidden_dim=16, depth=1,
+                                            num_heads=2), 2)
+    classifier.build((None, 20, 20, 3))
+    classifier.save(tmp_path / "classifier.keras")
+    grey = ViTEncoder(image_size=20, channels=1, patch_size=5, hidden_dim=16, depth=1, num_heads=2)
+    grey.build((None, 20, 20, 1))
+    grey.save(tmp_path / "grey.keras")
+    (tmp_path / "empty").mkdir()
+    no_data = str(tmp_path / "no such data")  # never reached: each case fails first
+    for paths, message in [
+        ([tmp_path / "classifier.keras"], r"holds ImageClassifier, not ViTEncoder: pass an image run's encoder"),
+        ([encoder, tmp_path / "grey.keras"], r"The encoders take different images \[\(20, 1\), \(20, 3\)\]"),
+        ([tmp_path / "empty"], r"is not a keras-hub preset \(no config.json\): pass a text run's preset/"),
+    ]:
+        with pytest.raises((ValueError, FileNotFoundError), match=message):
+            evaluate_encoders(paths, no_data)
