@@ -43,6 +43,16 @@ def test_evaluate_compares_saved_image_encoders_on_a_folder(capsys, tmp_path):
     assert f"== {encoders[1]}" in out and "random init, linear probe" in out
 
 
+def test_evaluate_fine_tunes_by_default(tmp_path):
+    folder = write_image_folder(tmp_path / "shapes", per_class=14)
+    encoder = str(saved_encoder(tmp_path / "encoder.keras", 0))
+    small = [option for option in SMALL if option != "--frozen"] + ["evaluation.finetune_epochs=1"]
+    assert cli.main(["evaluate", encoder, "--data", str(folder), "--output", str(tmp_path / "out"), *small]) == 0
+    result = json.loads((tmp_path / "out" / "results.json").read_text())["encoders"][encoder]
+    assert 0.0 <= result["finetune_accuracy"] <= 1.0
+    assert set(result["validation_accuracy"]) == {"scratch", "linear probe", "kNN", "fine-tune"}  # chosen among these
+
+
 @pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
 def test_evaluate_takes_a_text_preset_and_reports_bad_encoders(capsys, tmp_path):
     table = write_labelled_csv(tmp_path / "labelled.csv", per_class=14)
