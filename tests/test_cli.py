@@ -63,7 +63,7 @@ def test_show_prints_the_whole_config_with_flags_and_sets_applied(capsys):
     (["mae_images", "--set", "pretrain.steps=300"], (None, 300, None)),  # the recipe's 10 minutes give way
     (["mae_fashion_mnist", "--budget-minutes", "5"], (5.0, None, None)),  # and so do its 40 epochs
     (["mae_images", "--pretrain-epochs", "3"], (None, None, 3)),
-    (["mae_images", "--backend", keras.backend.backend(), "--verbose"], (10, None, None)),  # run's flags, as run takes them
+    (["mae_images", "--backend", keras.backend.backend(), "--verbose"], (10, None, None)),  # as run takes them
 ])
 def test_the_budget_a_user_names_is_the_one_that_counts(capsys, arguments, budget):
     assert cli.main(["show", *arguments]) == 0
@@ -86,8 +86,8 @@ def test_the_budget_a_user_names_is_the_one_that_counts(capsys, arguments, budge
     (["show", "mae_images", "--set", "simmim.mask_ratio=1.5"], r"simmim.mask_ratio must be strictly between 0 and 1"),
     (["show", "mae_images", "--set", "latent.predictor_depth=-1"], r"latent.predictor_depth must be at least 0"),
     (["show", "bert_text", "--set", "backbone.num_heads=0"], r"backbone.num_heads must be at least 1; got 0\."),
-    (["show", "bert_text", "--set", "backbone.preset=bert_tiny_en_uncasedd"], r"backbone.preset 'bert_tiny_en_uncasedd' "
-                                                                            r"is neither .*; did you mean bert_tiny_en_"),
+    (["show", "bert_text", "--set", "backbone.preset=bert_tiny_en_uncasedd"],
+     r"backbone.preset 'bert_tiny_en_uncasedd' is neither .*; did you mean bert_tiny_en_"),
     (["show", "mae_images", "--seed", "-1"], r"seed must be a non-negative integer; got -1\."),
     (["show", "bert_text", "--set", "mlm.mask_rate=0"], r"mlm.mask_rate must be strictly between 0 and 1; got 0"),
 ])

@@ -154,7 +154,8 @@ def check_writable(directory, option="--output", what="output"):
     if existing == Path(directory).absolute() and not existing.is_dir():
         raise ValueError(f"The {what} directory {directory} is a file: pass another {option}.")
     if not existing.is_dir():
-        raise ValueError(f"The {what} directory {directory} cannot be made: {existing} is a file. Pass another {option}.")
+        raise ValueError(f"The {what} directory {directory} cannot be made: {existing} is a file. "
+                         f"Pass another {option}.")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"The {what} directory {directory} is not writable ({existing} is not): pass another {option} "
                          "or fix its permissions.")

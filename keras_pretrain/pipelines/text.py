@@ -461,7 +461,7 @@ class TextPipeline(Pipeline):
         }
 
     def load_pretrained(self, data, finished):
-        """The backbone an earlier run pre-trained, from its preset directory (in this output, wherever it has moved)."""
+        """The backbone an earlier run pre-trained, from its preset directory (in this output, wherever it moved)."""
         path = self.output_dir / Path(finished["preset_path"]).name
         self.log(f"Pre-training finished in an earlier run: loading its backbone from {path}")
         return keras_hub.models.Backbone.from_preset(str(path))

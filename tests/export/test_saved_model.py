@@ -68,7 +68,8 @@ def test_failed_verification_leaves_nothing(classifier, images, tmp_path, monkey
 def test_verification_refuses_other_outputs_classes_or_a_missing_signature(classifier, images, tmp_path, monkeypatch):
     path = export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:4])
     np.save(tmp_path / "inputs.npy", images[:4])
-    outputs = {k: ops.convert_to_numpy(v) for k, v in saved_model_module.serving_outputs(classifier, images[:4]).items()}
+    served = saved_model_module.serving_outputs(classifier, images[:4])
+    outputs = {k: ops.convert_to_numpy(v) for k, v in served.items()}
     # What the served model would answer if it were another model: every class moved one on.
     outputs["probabilities"] = np.roll(outputs["probabilities"], 1, axis=1)
     outputs["class_index"] = (outputs["class_index"] + 1) % len(CLASS_NAMES)

@@ -70,7 +70,8 @@ def test_evaluate_takes_a_text_preset_and_reports_bad_encoders(capsys, tmp_path)
     assert cli.main(["evaluate", str(tmp_path / "nothing.keras"), "--data", str(table)]) == 1
     assert "does not exist: pass an encoder.keras file or a preset directory" in capsys.readouterr().err
     (tmp_path / "a_file").write_text("")  # refused before the encoders are evaluated, not after
-    assert cli.main(["evaluate", str(tmp_path / "preset"), "--data", str(table), "--output", str(tmp_path / "a_file")]) == 1
+    assert cli.main(["evaluate", str(tmp_path / "preset"), "--data", str(table),
+                     "--output", str(tmp_path / "a_file")]) == 1
     assert f"The output directory {tmp_path / 'a_file'} is a file: pass another --output." in capsys.readouterr().err
 
 

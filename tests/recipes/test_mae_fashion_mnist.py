@@ -50,7 +50,8 @@ def test_splits_and_pretraining_images(tmp_path, fashion_dir):
 def test_smoke_run_writes_results_and_plots(tmp_path, fashion_dir):
     results = tiny_pipeline(tmp_path, fashion_dir).run()
     written = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert written == json.loads(json.dumps(results | {"recipe": "mae_fashion_mnist", "backend": keras.backend.backend()}))
+    ran_on = {"recipe": "mae_fashion_mnist", "backend": keras.backend.backend()}
+    assert written == json.loads(json.dumps(results | ran_on))
     for key in ("baseline_accuracy", "scratch_accuracy", "probe_accuracy", "finetune_accuracy", "pretrained_accuracy"):
         assert 0.0 <= written[key] <= 1.0
     # The synthetic classes are bands at different rows: the linear models must find them.
