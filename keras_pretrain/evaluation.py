@@ -157,6 +157,12 @@ class LabelPool:
 
 @dataclasses.dataclass
 class FewLabelSplits:
+    """The few labels to train on, the validation set that picks a protocol, the test set, and the class names.
+
+    Example:
+    >>> splits = FewLabelSplits(Split(x[train], y[train]), Split(x[val], y[val]), Split(x_test, y_test), ["cat", "dog"])
+    """
+
     train: Split
     val: Split
     test: Split
@@ -166,6 +172,13 @@ class FewLabelSplits:
 
 @dataclasses.dataclass
 class EvaluationResult:
+    """What `evaluate_few_labels` returns: the classifier chosen on validation, its protocol, and every accuracy.
+
+    Example:
+    >>> result = evaluate_few_labels(task, encoder, splits)
+    >>> result.protocol, result.results["pretrained_accuracy"]
+    """
+
     chosen: keras.Model  # the classifier of the protocol chosen on validation
     protocol: str  # "fine-tune", "linear probe" or "kNN"
     results: dict  # the accuracy keys of results.json
