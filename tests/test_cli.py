@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import textwrap
 
 import keras
@@ -95,7 +96,7 @@ def test_bad_arguments_are_one_line_errors(capsys, arguments, message):
     assert cli.main(arguments) == 1
     error = capsys.readouterr().err
     assert error.startswith("error: ") and len(error.strip().splitlines()) == 1
-    assert __import__("re").search(message, error), error
+    assert re.search(message, error), error
 
 
 def test_bad_backend_is_an_argparse_error():
@@ -271,6 +272,20 @@ def test_recipe_file_must_define_one_recipe(tmp_path):
         load_recipe(str(tmp_path / "two.py"))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_recipe(str(tmp_path / "missing.py"))
+
+
+@pytest.mark.parametrize("code, message", [
+    ("x = 1\nraise RuntimeError('boom')\n", "line 2: RuntimeError: boom"),
+    ("x = (\n", "line 1: SyntaxError: '\\(' was never closed"),
+    ("from keras_pretrain.pipelines import ImagePipelineConfig\nc = ImagePipelineConfig(seed=-1)\n",
+     "line 2: ConfigError: seed must be a non-negative integer; got -1."),
+])
+def test_a_recipe_file_that_fails_says_where_in_one_line(tmp_path, monkeypatch, capsys, code, message):
+    (tmp_path / "mine.py").write_text(code)
+    monkeypatch.chdir(tmp_path)  # a relative path, as a user types it
+    assert cli.main(["show", "mine.py"]) == 1
+    error = capsys.readouterr().err
+    assert re.search(f"^error: Recipe file mine.py, {message}$", error.strip()), error
 
 
 def test_bench_leaves_the_cards_memory_to_the_processes_it_starts(monkeypatch):

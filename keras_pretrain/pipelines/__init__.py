@@ -14,6 +14,7 @@ import ast
 import importlib
 import importlib.util
 import pkgutil
+import traceback
 from pathlib import Path
 
 from keras_pretrain.pipelines.base import (
@@ -83,7 +84,14 @@ def load_recipe(name_or_path, overrides=(), quick=False):
             raise FileNotFoundError(f"Recipe file {path} does not exist.")
         spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as error:  # the user's own code: say where in it, in one line
+            here = path.resolve()
+            frames = [f.lineno for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == here]
+            line = error.lineno if isinstance(error, SyntaxError) else (frames[-1] if frames else "?")
+            reason = error.msg if isinstance(error, SyntaxError) else " ".join(str(error).split())
+            raise ValueError(f"Recipe file {path}, line {line}: {type(error).__name__}: {reason}") from error
     else:
         known = recipe_descriptions()
         if name_or_path not in known:
