@@ -7,10 +7,20 @@ import pytest
 
 from keras_pretrain.checkpoints import Checkpoint, CheckpointError, ClassifierStore, Diverged, RunRecord
 from keras_pretrain.evaluation import EvaluationConfig
-from keras_pretrain.pipelines import ImageDataConfig, ImagePipeline, ImagePipelineConfig, PretrainConfig
+from keras_pretrain.pipelines import (
+    BertConfig,
+    ImageDataConfig,
+    ImagePipeline,
+    ImagePipelineConfig,
+    PretrainConfig,
+    TextDataConfig,
+    TextPipeline,
+    TextPipelineConfig,
+    TokenizerConfig,
+)
 from keras_pretrain.models import ImageClassifier, ViTEncoder
 from keras_pretrain.pipelines.images import MaeConfig, ViTConfig
-from tests.conftest import write_image_folder
+from tests.conftest import write_image_folder, write_labelled_csv
 
 
 class AtStep(keras.callbacks.Callback):
@@ -67,6 +77,33 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, folder):
     assert resumed.resume_point() == f"pre-training checkpoint at step 3 in {tmp_path / 'resumed' / 'checkpoint'}"
     weights, results = pretrained_weights(resumed)
     assert results["pretrain_steps"] == 10
+    for a, b in zip(weights, uninterrupted):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:Asked for a vocabulary")
+def test_a_text_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    # Length buckets, shuffled: the resumed run must find its place in them as the image pipeline does.
+    monkeypatch.setenv("KERAS_PRETRAIN_CACHE", str(tmp_path / "cache"))
+    table = write_labelled_csv(tmp_path / "labelled.csv", per_class=20)
+
+    def config(name):
+        text = TextPipelineConfig(
+            data=TextDataConfig(labelled=str(table), bucket_widths=[12, 16]),
+            tokenizer=TokenizerConfig(vocabulary_size=60),
+            backbone=BertConfig(num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32, sequence_length=24),
+            pretrain=PretrainConfig(steps=10, batch_size=4, checkpoint_every=3), output_dir=str(tmp_path / name),
+        )
+        text.evaluation.labels_per_class, text.evaluation.val_per_class = 2, 2
+        return text
+
+    uninterrupted, finished = pretrained_weights(TextPipeline(config("straight"), verbose=0))
+    stopped = TextPipeline(config("resumed"), verbose=0, callbacks=[StopAt(4)])
+    with pytest.raises(KeyboardInterrupt):
+        pretrained_weights(stopped)
+    assert stopped.checkpoint.step() == 3 and finished["pretrain_steps"] > 4  # stopped inside the first epoch
+    weights, results = pretrained_weights(TextPipeline(config("resumed"), verbose=0))
+    assert results["pretrain_steps"] == finished["pretrain_steps"]
     for a, b in zip(weights, uninterrupted):
         np.testing.assert_array_equal(a, b)
 
