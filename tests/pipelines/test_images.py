@@ -117,6 +117,17 @@ def test_augmentation_moves_each_image_whole_by_at_most_an_eighth_of_its_side():
     assert shifts.std(axis=0).min() > 0.5  # every image its own shift, in both directions
 
 
+def test_flips_mirror_about_half_the_images_and_only_when_asked():
+    images = np.zeros((64, 16, 16, 1), np.float32)
+    images[:, 6:10, 1:5] = 255  # a square on the left: a shift of 2 pixels at most keeps it there
+    for flips in (False, True):
+        keras.utils.set_random_seed(0)
+        batches = tf.data.Dataset.from_tensor_slices(images).batch(32).map(image_augmentation(flips))
+        moved = np.concatenate(list(batches.as_numpy_iterator()))[..., 0]
+        on_the_right = (moved[:, :, 8:].sum(axis=(1, 2)) > moved[:, :, :8].sum(axis=(1, 2))).mean()
+        assert (on_the_right == 0) if not flips else (0.25 < on_the_right < 0.75), on_the_right
+
+
 def test_the_budget_becomes_epochs_and_steps_whatever_the_data_size(tmp_path, folders):
     labelled, _, _ = folders
     images = pipeline(tmp_path, labelled=str(labelled))
