@@ -18,20 +18,45 @@ import typing
 
 
 class ConfigError(ValueError):
-    """A config key that does not exist or a value of the wrong type; the message names the fix."""
+    """A config key that does not exist or a value of the wrong type; the message names the fix.
+
+    Example:
+    >>> PretrainConfig(epochs=0)
+    Traceback (most recent call last):
+    ConfigError: pretrain.epochs must be at least 1; got 0.
+    """
 
 
 class UnknownKeyError(ConfigError):
-    """A dotted key that names no field of the config."""
+    """A dotted key that names no field of the config.
+
+    Example:
+    >>> override(load_recipe("mae_images"), ["pretrain.epoch=3"])
+    Traceback (most recent call last):
+    UnknownKeyError: Unknown config key 'pretrain.epoch': pretrain has epochs, ... Did you mean 'pretrain.epochs'?
+    """
 
 
 def to_dict(config):
-    """The config as plain JSON-able data (dataclasses become dicts, tuples lists)."""
+    """The config as plain JSON-able data (dataclasses become dicts, tuples lists).
+
+    Example:
+    >>> to_dict(ViTConfig())
+    {'patch_size': None, 'hidden_dim': 128, 'depth': 4, 'num_heads': 4, 'mlp_ratio': 2}
+    """
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 def to_json(config):
-    """The whole config as indented JSON, as `keras-pretrain show` prints it."""
+    """The whole config as indented JSON, as `keras-pretrain show` prints it.
+
+    Example:
+    >>> print(to_json(SimMimConfig()))
+    {
+      "mask_ratio": 0.6,
+      "mask_block": 2
+    }
+    """
     return json.dumps(to_dict(config), indent=2)
 
 
@@ -81,7 +106,15 @@ def _set(node, path, value, key):
 
 
 def coerce(value, hint, key):
-    """`value` (a string from the command line, or any Python value) checked against type `hint`."""
+    """`value` (a string from the command line, or any Python value) checked against type `hint`.
+
+    Example:
+    >>> coerce("[1, 5]", list[int], "evaluation.curve_labels_per_class")
+    [1, 5]
+    >>> coerce("three", int, "pretrain.epochs")
+    Traceback (most recent call last):
+    ConfigError: pretrain.epochs must be an integer; got 'three' (str).
+    """
     if isinstance(value, str) and hint is not str:
         try:
             value = ast.literal_eval(value)
@@ -167,5 +200,9 @@ def check_divisible(config, section, name, by, why=""):
 
 
 def check_fraction(value, key):
-    """`check` that a mask ratio `value` (the field `key`) is strictly between 0 and 1."""
+    """`check` that a mask ratio `value` (the field `key`) is strictly between 0 and 1.
+
+    Example:
+    >>> check_fraction(self.mask_ratio, "mae.mask_ratio")
+    """
     check(0 < value < 1, f"{key} must be strictly between 0 and 1; got {value}.")

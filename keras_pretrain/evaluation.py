@@ -57,6 +57,9 @@ class EvaluationConfig:
     The label-efficiency curve draws `curve_seeds` label sets for each of
     `curve_labels_per_class` (counts a class cannot supply are skipped; an
     empty list turns the curve off).
+
+    Example:
+    >>> EvaluationConfig(labels_per_class=5, finetune_grid=[(1e-3, 0.75)], curve_labels_per_class=[])  # no curve
     """
 
     labels_per_class: int = 10
@@ -138,7 +141,12 @@ class FewLabelTask:
 
 @dataclasses.dataclass
 class Split:
-    """`inputs` (an array, a list of strings, or a dict of arrays) and int `labels`."""
+    """`inputs` (an array, a list of strings, or a dict of arrays) and int `labels`.
+
+    Example:
+    >>> len(Split(["a fine film", "dull"], np.array([1, 0])))
+    2
+    """
 
     inputs: object
     labels: np.ndarray
@@ -149,7 +157,12 @@ class Split:
 
 @dataclasses.dataclass
 class LabelPool:
-    """The labelled examples the label-efficiency curve draws from: their labels and how to load some."""
+    """The labelled examples the label-efficiency curve draws from: their labels and how to load some.
+
+    Example:
+    >>> pool = LabelPool(labels, lambda indices: images[indices])
+    >>> splits = FewLabelSplits(train, val, test, class_names, pool)
+    """
 
     labels: np.ndarray
     load: object  # indices -> raw inputs
@@ -236,6 +249,10 @@ def softmax_weights(model):
 
     With two classes scikit-learn keeps one row of weights (the logit of
     class 1); split in half and opposite, it gives the same probabilities.
+
+    Example:
+    >>> model, C, val_accuracy = fit_logistic_regression((train_embeddings, y_train), (val_embeddings, y_val))
+    >>> classifier.head.set_weights(softmax_weights(model))  # the linear probe as the classifier's head
     """
     coef, intercept = model.coef_.astype("float32"), model.intercept_.astype("float32")
     if len(model.classes_) == 2:
@@ -244,7 +261,11 @@ def softmax_weights(model):
 
 
 def fit_knn(train, val, num_classes, neighbors, temperature):
-    """`(k, val_accuracy)`: the number of neighbours that does best on validation. `train`, `val`: (embeddings, labels)."""
+    """`(k, val_accuracy)`: the number of neighbours that does best on validation. `train`, `val`: (embeddings, labels).
+
+    Example:
+    >>> k, val_accuracy = fit_knn((x_train, y_train), (x_val, y_val), 10, neighbors=[5, 10, 20], temperature=0.07)
+    """
     best = None
     for k in sorted({min(k, len(train[1])) for k in neighbors}):
         accuracy = float((knn_probabilities(*train, val[0], num_classes, k, temperature).argmax(1) == val[1]).mean())

@@ -11,6 +11,10 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
     layer. `update_step` is the one hook that every backend calls per variable,
     so scaling there works on TensorFlow, JAX and PyTorch alike. Weight decay
     keeps the unscaled rate.
+
+    Example:
+    >>> multipliers = {v.path: 0.75 for v in classifier.encoder.trainable_variables}  # the head keeps 1.0
+    >>> optimizer = LayerDecayAdamW(lr_multipliers=multipliers, learning_rate=1e-3, weight_decay=0.05)
     """
 
     def __init__(self, lr_multipliers=None, **kwargs):

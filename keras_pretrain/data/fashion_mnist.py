@@ -18,11 +18,24 @@ DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 class DataNotFoundError(FileNotFoundError):
-    """No usable copy of a data set: the message lists what was tried and how to fix it."""
+    """No usable copy of a data set: the message lists what was tried and how to fix it.
+
+    Example:
+    >>> try:
+    ...     data = load_fashion_mnist(download=False)
+    ... except DataNotFoundError as error:
+    ...     print(error)  # every place tried, and how to get the files
+    """
 
 
 def read_idx(path):
-    """Read an IDX file (the MNIST format), gzipped or not, into a numpy array."""
+    """Read an IDX file (the MNIST format), gzipped or not, into a numpy array.
+
+    Example:
+    >>> images = read_idx("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")
+    >>> images.shape, images.dtype
+    ((10000, 28, 28), dtype('uint8'))
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rb") as f:
         data = f.read()

@@ -39,7 +39,13 @@ VOCABULARY_SHORTFALL = 0.9
 
 
 class CorpusError(ValueError):
-    """A corpus that cannot be used: empty, or with bytes that do not decode."""
+    """A corpus that cannot be used: empty, or with bytes that do not decode.
+
+    Example:
+    >>> TextCorpus.from_texts(["", "  "]).check_not_empty()
+    Traceback (most recent call last):
+    CorpusError: The corpus texts is empty: it holds no non-blank text.
+    """
 
 
 class TextCorpus:

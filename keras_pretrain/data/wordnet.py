@@ -50,6 +50,10 @@ def find_wordnet(data_dir=None):
     """The directory holding WordNet's four `data.*` files: `data_dir` if given, else the first candidate that has them.
 
     Raises `DataNotFoundError` listing every place tried and how to get the files.
+
+    Example:
+    >>> find_wordnet()  # Debian's wordnet-base
+    PosixPath('/usr/share/wordnet')
     """
     tried = [Path(data_dir)] if data_dir is not None else candidate_dirs()
     for directory in tried:
@@ -94,6 +98,11 @@ def load_noun_glosses(data_dir=None, categories=None):
 
     `categories` keeps only those categories. Returns `(glosses, categories)`:
     a list of strings and a numpy array of category names.
+
+    Example:
+    >>> glosses, categories = load_noun_glosses(categories=["noun.animal", "noun.plant"])
+    >>> len(glosses), glosses[0], categories[0]
+    (15539, 'taxonomic kingdom comprising all living or extinct animals', 'noun.animal')
     """
     path = find_wordnet(data_dir) / "data.noun"
     pairs = [(gloss, NOUN_CATEGORIES.get(lex, f"lex{lex:02d}")) for lex, gloss in read_synsets(path)]
@@ -113,6 +122,11 @@ def gloss_corpus(data_dir=None, exclude=()):
 
     Pass the evaluation split's glosses as `exclude`, so pre-training never
     sees them (a gloss text shared by several synsets is excluded everywhere).
+
+    Example:
+    >>> corpus = gloss_corpus(exclude=[*splits.val.inputs, *splits.test.inputs])
+    >>> corpus.description
+    'WordNet glosses in /usr/share/wordnet'
     """
     directory = find_wordnet(data_dir)
     excluded = set(exclude)

@@ -43,11 +43,22 @@ SIGNATURES = {
 
 
 class ExportError(RuntimeError):
-    """An export failed; nothing was left at the target."""
+    """An export failed; nothing was left at the target.
+
+    Example:
+    >>> export_saved_model(classifier, "mae_images", version=1)  # version 1 exists already
+    Traceback (most recent call last):
+    ExportError: saved_models/mae_images/1 already exists; export to a new version or remove it first.
+    """
 
 
 def next_version(model_dir):
-    """The next free TF Serving version number under `model_dir` (1 if none)."""
+    """The next free TF Serving version number under `model_dir` (1 if none).
+
+    Example:
+    >>> next_version("saved_models/mae_fashion_mnist")  # holds 1/ and 2/
+    3
+    """
     versions = [int(p.name) for p in Path(model_dir).glob("*") if p.is_dir() and p.name.isdigit()]
     return max(versions, default=0) + 1
 

@@ -15,6 +15,7 @@ def patchify(images, patch_size):
     Returns `(batch, num_patches, patch_size * patch_size * channels)`, patches
     in row-major order, each patch flattened as (row, column, channel).
 
+    Example:
     >>> patchify(np.zeros((2, 28, 28, 1)), 7).shape
     (2, 16, 49)
     """
@@ -26,7 +27,12 @@ def patchify(images, patch_size):
 
 
 def unpatchify(patches, patch_size, channels):
-    """Inverse of `patchify` for square images."""
+    """Inverse of `patchify` for square images.
+
+    Example:
+    >>> unpatchify(patchify(np.zeros((2, 28, 28, 1)), 7), 7, channels=1).shape
+    (2, 28, 28, 1)
+    """
     num_patches = patches.shape[1]
     grid = int(round(num_patches**0.5))
     x = ops.reshape(patches, (-1, grid, grid, patch_size, patch_size, channels))
@@ -73,6 +79,7 @@ class PositionEmbedding(keras.layers.Layer):
     The layer owns the table, so it is saved with the model and is never a
     constant captured by a functional graph.
 
+    Example:
     >>> PositionEmbedding(grid_size=4)(np.zeros((2, 16, 8))).shape
     (2, 16, 8)
     """

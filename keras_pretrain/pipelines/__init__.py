@@ -54,7 +54,12 @@ __all__ = [
 
 
 def recipe_descriptions():
-    """`{name: first docstring line}` of the built-in recipes, read without importing them (or keras)."""
+    """`{name: first docstring line}` of the built-in recipes, read without importing them (or keras).
+
+    Example:
+    >>> sorted(recipe_descriptions())[:3]
+    ['bert_imdb', 'bert_text', 'bert_wordnet']
+    """
     import keras_pretrain.recipes as package
 
     descriptions = {}
@@ -132,5 +137,9 @@ def run(config, distribution=None, verbose=1, callbacks=(), restart=False):
     `callbacks` go to pre-training's `fit` (after the plan's and before the
     checkpointing); `restart` drops what an earlier run in the same output
     directory left instead of resuming from it.
+
+    Example:
+    >>> results = run(load_recipe("bert_wordnet", quick=True))
+    >>> results["pretrained_accuracy"], results["pretrained_protocol"], results["export_path"]
     """
     return pipeline_for(config, distribution, verbose, callbacks, restart).run()

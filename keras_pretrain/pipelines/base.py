@@ -28,6 +28,9 @@ class PretrainConfig:
     (optimizer updates, whatever the data size: a small data set gets as many
     updates as a large one), `epochs` (passes over the data); with none of
     them, `DEFAULT_STEPS`.
+
+    Example:
+    >>> ImagePipelineConfig(pretrain=PretrainConfig(steps=2000, batch_size=128, dtype_policy="mixed_bfloat16"))
     """
 
     epochs: int | None = None
@@ -73,7 +76,11 @@ class PretrainConfig:
 
 @dataclasses.dataclass
 class ExportConfig:
-    """Where the chosen classifier goes: `root/NAME/VERSION/`, TF Serving's layout (`enabled=False` skips it)."""
+    """Where the chosen classifier goes: `root/NAME/VERSION/`, TF Serving's layout (`enabled=False` skips it).
+
+    Example:
+    >>> ImagePipelineConfig(name="pets", export=ExportConfig(root="/srv/models"))  # to /srv/models/pets/1/
+    """
 
     root: str = "saved_models"
     enabled: bool = True
@@ -162,7 +169,13 @@ def check_writable(directory, option="--output", what="output"):
 
 
 def apply_quick(config):
-    """The smoke-run version of a pipeline config: one pre-training epoch, one grid point each, then `config.quick`."""
+    """The smoke-run version of a pipeline config: one pre-training epoch, one grid point each, then `config.quick`.
+
+    Example:
+    >>> config = apply_quick(load_recipe("mae_images"))
+    >>> config.pretrain.epochs, config.smoke_run
+    (1, True)
+    """
     evaluation = config.evaluation
     generic = {
         "smoke_run": True,
@@ -188,6 +201,12 @@ class Pipeline:
         config: the pipeline's config (see `ImagePipelineConfig`, `TextPipelineConfig`).
         distribution: a `keras_pretrain.distribute.DistributionPlan` (default: one device).
         verbose: 1 prints progress; 0 is silent.
+        callbacks: more Keras callbacks for pre-training's `fit`.
+        restart: drop what an earlier run left in the output directory (once the data has loaded) and start over.
+
+    Example:
+    >>> pipeline = pipeline_for(load_recipe("mae_fashion_mnist"), verbose=0)  # an ImagePipeline
+    >>> results = pipeline.run()  # a rerun with the same output_dir resumes; restart=True starts over
     """
 
     def __init__(self, config, distribution=None, verbose=1, callbacks=(), restart=False):

@@ -40,6 +40,9 @@ class ImageDataConfig:
     1) and resized to `image_size` squared (None: the data's own size if its
     images are square and all alike, else the smallest side, in both cases at
     most 64 and a multiple of 4).
+
+    Example:
+    >>> ImageDataConfig(labelled="photos/", unlabeled=["more_photos/"], image_size=32, flips=True)
     """
 
     labelled: str = ""
@@ -69,6 +72,9 @@ class ViTConfig:
 
     `patch_size` None: a 4 x 4 grid of patches for images under 32 pixels, 8 x 8
     from 32 pixels on (where the side divides by 8).
+
+    Example:
+    >>> ViTConfig(patch_size=4, hidden_dim=192, depth=6, num_heads=3)  # hidden_dim divisible by num_heads and 4
     """
 
     patch_size: int | None = None
@@ -85,7 +91,11 @@ class ViTConfig:
 
 @dataclasses.dataclass
 class MaeConfig:
-    """`MaskedAutoencoder` options: decoder size, masking, loss target."""
+    """`MaskedAutoencoder` options: decoder size, masking, loss target.
+
+    Example:
+    >>> ImagePipelineConfig(objective="mae", mae=MaeConfig(decoder_dim=128, mask_ratio=0.6, norm_pix_loss=True))
+    """
 
     decoder_dim: int = 64
     decoder_depth: int = 1
@@ -102,7 +112,11 @@ class MaeConfig:
 
 @dataclasses.dataclass
 class SimMimConfig:
-    """`SimMIM` options: masking in square blocks of patches."""
+    """`SimMIM` options: masking in square blocks of patches.
+
+    Example:
+    >>> ImagePipelineConfig(objective="simmim", simmim=SimMimConfig(mask_ratio=0.5, mask_block=1))
+    """
 
     mask_ratio: float = 0.6
     mask_block: int = 2
@@ -114,7 +128,11 @@ class SimMimConfig:
 
 @dataclasses.dataclass
 class LatentConfig:
-    """`LatentMaskedPrediction` options: predictor size, masking, targets, teacher momentum."""
+    """`LatentMaskedPrediction` options: predictor size, masking, targets, teacher momentum.
+
+    Example:
+    >>> ImagePipelineConfig(objective="latent", latent=LatentConfig(target_layers=1, momentum=0.99))
+    """
 
     predictor_dim: int = 64
     predictor_depth: int = 1
@@ -162,7 +180,12 @@ OBJECTIVES = {"mae": MaskedAutoencoder, "simmim": SimMIM, "latent": LatentMasked
 
 @dataclasses.dataclass
 class ImagePipelineConfig:
-    """Everything an image pipeline run needs; `keras-pretrain show NAME` prints it, `--set KEY=VALUE` changes it."""
+    """Everything an image pipeline run needs; `keras-pretrain show NAME` prints it, `--set KEY=VALUE` changes it.
+
+    Example:
+    >>> config = ImagePipelineConfig(name="pets", data=ImageDataConfig(labelled="photos/"), objective="simmim")
+    >>> print(to_json(config))  # every field, as `keras-pretrain show` prints a recipe
+    """
 
     name: str = "mae_images"
     data: ImageDataConfig = dataclasses.field(default_factory=ImageDataConfig)
@@ -234,7 +257,13 @@ class ImageTask(FewLabelTask):
 
 
 class ImagePipeline(Pipeline):
-    """Masked autoencoder pre-training on any image sources; see `ImagePipelineConfig`."""
+    """Masked image modeling (`objective`: MAE, SimMIM or latent prediction) on any image sources; see
+    `ImagePipelineConfig`.
+
+    Example:
+    >>> config = load_recipe("mae_images", ["data.labelled=photos/", "objective=simmim"])
+    >>> results = ImagePipeline(config).run()
+    """
 
     def load_data(self):
         """Read the sources, check every image decodes, draw the splits; nothing is written."""

@@ -59,6 +59,9 @@ class TextDataConfig:
     `"sequences"` puts `pretrain.batch_size` documents in every batch,
     `"tokens"` gives every batch the token slots of `pretrain.batch_size`
     full-length sequences, so batches of short documents hold more of them.
+
+    Example:
+    >>> TextDataConfig(labelled="reviews.csv", text_column="body", unlabeled=["books/"], batching="packed")
     """
 
     labelled: str = ""
@@ -86,7 +89,11 @@ class TextDataConfig:
 
 @dataclasses.dataclass
 class TokenizerConfig:
-    """The WordPiece vocabulary trained on the pre-training text (cached on disk)."""
+    """The WordPiece vocabulary trained on the pre-training text (cached on disk).
+
+    Example:
+    >>> TextPipelineConfig(tokenizer=TokenizerConfig(vocabulary_size=16000, sample_every=4))
+    """
 
     vocabulary_size: int = 8000
     sample_every: int = 1  # learn it from every N-th document (the learner is slow)
@@ -101,6 +108,10 @@ class BertConfig:
     text run writes, or a published name such as `bert_tiny_en_uncased` when
     online) to continue pre-training from: its backbone and tokenizer replace the
     size fields and the vocabulary training.
+
+    Example:
+    >>> BertConfig(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024, sequence_length=256)
+    >>> BertConfig(preset="runs/bert_wordnet/preset")  # continue from an earlier run's backbone and tokenizer
     """
 
     preset: str | None = None
@@ -128,7 +139,11 @@ class BertConfig:
 
 @dataclasses.dataclass
 class MlmConfig:
-    """`MaskedLanguageModel` options."""
+    """`MaskedLanguageModel` options.
+
+    Example:
+    >>> TextPipelineConfig(mlm=MlmConfig(mask_rate=0.2, whole_word_masking=True))
+    """
 
     mask_rate: float = 0.15
     whole_word_masking: bool = False
@@ -139,7 +154,12 @@ class MlmConfig:
 
 @dataclasses.dataclass
 class TextPipelineConfig:
-    """Everything a text pipeline run needs; `keras-pretrain show NAME` prints it, `--set KEY=VALUE` changes it."""
+    """Everything a text pipeline run needs; `keras-pretrain show NAME` prints it, `--set KEY=VALUE` changes it.
+
+    Example:
+    >>> config = TextPipelineConfig(name="tickets", data=TextDataConfig(labelled="tickets.csv"))
+    >>> config = apply_overrides(config, ["backbone.num_layers=4", "pretrain.steps=2000"])
+    """
 
     name: str = "bert_text"
     data: TextDataConfig = dataclasses.field(default_factory=TextDataConfig)
@@ -274,7 +294,12 @@ class PretrainingText:
 
 
 class TextPipeline(Pipeline):
-    """Masked language model pre-training on any text sources; see `TextPipelineConfig`."""
+    """Masked language model pre-training on any text sources; see `TextPipelineConfig`.
+
+    Example:
+    >>> config = load_recipe("bert_text", ["data.labelled=tickets.csv", "data.unlabeled=['books/']"])
+    >>> results = TextPipeline(config, verbose=0).run()
+    """
 
     def load_data(self, tokenizer=None):
         """Read the labelled sources, draw the splits, assemble the pre-training corpus, learn its vocabulary
