@@ -77,6 +77,8 @@ def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, folder):
     assert resumed.resume_point() == f"pre-training checkpoint at step 3 in {tmp_path / 'resumed' / 'checkpoint'}"
     weights, results = pretrained_weights(resumed)
     assert results["pretrain_steps"] == 10
+    # The speed is that of the steps this run trained: 7 steps of 8 images, not the whole schedule's.
+    assert results["pretrain_images_per_second"] * results["pretrain_seconds"] == pytest.approx(7 * 8)
     for a, b in zip(weights, uninterrupted):
         np.testing.assert_array_equal(a, b)
 

@@ -380,7 +380,8 @@ class Pipeline:
         batches already seen, so a resumed run sees the same batches in the
         same order as an uninterrupted one. `throughput` (a `Throughput`
         callback) puts samples/s and MFU in the logs, which also go to
-        TensorBoard in `<output>/logs`. Returns `(history, seconds)`; raises
+        TensorBoard in `<output>/logs`. Returns `(history, seconds, steps)`,
+        all of this call's own (after a resume, the steps left); raises
         `Interrupted` after a SIGTERM (with a checkpoint saved) and `Diverged`
         on a non-finite loss (the last good checkpoint kept).
         """
@@ -423,7 +424,7 @@ class Pipeline:
                     f"Stopped by SIGTERM at step {saving.step} of {epochs * steps_per_epoch}; checkpoint saved in "
                     f"{self.checkpoint.directory}. Rerun the same command to resume."
                 )
-        return history, time.time() - start
+        return history, time.time() - start, position - done
 
 
 @contextlib.contextmanager

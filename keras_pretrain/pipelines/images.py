@@ -450,8 +450,8 @@ class ImagePipeline(Pipeline):
             model = self.pretrain_model(images.image_shape, epochs * steps)
             throughput = Throughput(self.config.pretrain.batch_size, model.flops_per_sample(),
                                     self.config.pretrain.peak_flops, unit="images")
-            history, seconds = self.fit_pretraining(model, new_dataset(), new_dataset, epochs, steps, self.verbose,
-                                                    throughput)
+            history, seconds, trained = self.fit_pretraining(model, new_dataset(), new_dataset, epochs, steps,
+                                                             self.verbose, throughput)
         encoder = model.pretrained_encoder
         if not self.distribution.is_chief:
             return encoder, {}
@@ -464,7 +464,7 @@ class ImagePipeline(Pipeline):
             shown = model.reconstruct(splits.test.inputs[:8])
             plots.plot_reconstructions(shown["masked"], shown["reconstruction"], shown["original"],
                                        self.output_dir / "reconstructions.png")
-        seen = epochs * steps * self.config.pretrain.batch_size
+        seen = trained * self.config.pretrain.batch_size  # in `seconds`: a resumed run's own steps
         return encoder, {
             "objective": self.config.objective,
             "pretrain_epochs": epochs,

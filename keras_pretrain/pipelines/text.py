@@ -452,8 +452,8 @@ class TextPipeline(Pipeline):
             length = tokens / sequences
             throughput = Throughput(tokens_per_step, mlm.flops_per_sample(round(length)) / length,
                                     self.config.pretrain.peak_flops, unit="tokens")
-            history, seconds = self.fit_pretraining(mlm, dataset, new_dataset, epochs, steps, 2 * self.verbose,
-                                                    throughput)
+            history, seconds, trained = self.fit_pretraining(mlm, dataset, new_dataset, epochs, steps,
+                                                             2 * self.verbose, throughput)
         if not self.distribution.is_chief:
             return mlm.backbone, {}
         # One width, every held-out text: evaluation compiles twice at most (padding changes no prediction).
@@ -477,9 +477,9 @@ class TextPipeline(Pipeline):
             "pretrain_steps": epochs * steps,
             "pretrain_final_loss": history["loss"][-1],
             "pretrain_seconds": seconds,
-            # tokens is one pass (of this process's share); an epoch may be shorter than a pass.
-            "pretrain_tokens_per_second": epochs * steps * tokens_per_step / seconds,
-            "pretrain_mfu": epochs * steps * tokens_per_step / seconds * throughput.flops_per_sample / throughput.peak_flops,
+            # The steps trained in `seconds` (a resumed run's own), at a pass's average tokens a step.
+            "pretrain_tokens_per_second": trained * tokens_per_step / seconds,
+            "pretrain_mfu": trained * tokens_per_step / seconds * throughput.flops_per_sample / throughput.peak_flops,
             "peak_flops": throughput.peak_flops,
             "vocabulary_size": tokenizer.vocabulary_size(),
             "preset_path": str(preset_dir),
