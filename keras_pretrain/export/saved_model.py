@@ -193,6 +193,7 @@ def export_saved_model(
     model(features)  # on JAX, predict alone does not mark a model as called
     expected = {k: ops.convert_to_numpy(v) for k, v in serving_outputs(model, features).items()}
 
+    new_model_dir = not model_dir.exists()
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".partial-{version}-", dir=model_dir))
@@ -212,6 +213,8 @@ def export_saved_model(
         os.replace(saved_model, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if new_model_dir:  # a first export that failed leaves no empty model folder either
+            shutil.rmtree(model_dir, ignore_errors=True)
         raise
     shutil.rmtree(staging, ignore_errors=True)
     model.export_report = report

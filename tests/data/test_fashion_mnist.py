@@ -20,8 +20,12 @@ def test_idx_bad_magic_and_truncation(tmp_path):
         read_idx(tmp_path / "bad.gz")
     with gzip.open(tmp_path / "short.gz", "wb") as f:
         f.write(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + bytes(3))
-    with pytest.raises(ValueError, match="truncated"):
+    with pytest.raises(ValueError, match="truncated: header says \\(10,\\), found 3 values"):
         read_idx(tmp_path / "short.gz")
+    with gzip.open(tmp_path / "header.gz", "wb") as f:
+        f.write(bytes([0, 0, 8, 3]) + (10).to_bytes(4, "big"))  # three sizes announced, one there
+    with pytest.raises(ValueError, match="header.gz is truncated: its header names 3 sizes, the file ends before"):
+        read_idx(tmp_path / "header.gz")
 
 
 def test_load_from_a_directory(fashion_dir):

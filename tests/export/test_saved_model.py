@@ -63,6 +63,9 @@ def test_failed_verification_leaves_nothing(classifier, images, tmp_path, monkey
         export_saved_model(classifier, "clf", root=tmp_path, sample_images=images[:2])
     assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["1"]  # no version 2, no staging dir
     assert sorted(p.name for p in good.rglob("*")) == before
+    with pytest.raises(ExportError, match="injected"):  # a first export: not even an empty model folder stays
+        export_saved_model(classifier, "other", root=tmp_path, sample_images=images[:2])
+    assert not (tmp_path / "other").exists()
 
 
 def test_verification_refuses_other_outputs_classes_or_a_missing_signature(classifier, images, tmp_path, monkeypatch):
