@@ -40,24 +40,17 @@ def parse_sizes(objective, assignments):
     >>> parse_sizes("mlm", ["num_layers=12", "sequence_length=512"])
     {'num_layers': 12, 'sequence_length': 512}
     """
-    import ast
-
-    from keras_pretrain.config import ConfigError, parse_assignment
+    from keras_pretrain.config import check, check_fraction, coerce, parse_assignment
 
     defaults, option = {"mlm": MLM, "mae": MAE}[objective], f"--{objective}"
     sizes = {}
     for key, text in (parse_assignment(item, option, "num_layers=12") for item in assignments):
-        if key not in defaults:
-            raise ConfigError(f"{option} {key}: no such size; the {objective} sizes are {', '.join(defaults)}.")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if isinstance(defaults[key], float) and not (number and 0 < value < 1):  # the masking rates
-            raise ConfigError(f"{option} {key} must be strictly between 0 and 1; got {text!r}.")
-        if isinstance(defaults[key], int) and not (number and isinstance(value, int) and value >= 1):
-            raise ConfigError(f"{option} {key} must be a positive integer; got {text!r}.")
+        check(key in defaults, f"{option} {key}: no such size; the {objective} sizes are {', '.join(defaults)}.")
+        value = coerce(text, type(defaults[key]), f"{option} {key}")
+        if isinstance(defaults[key], float):  # the masking rates
+            check_fraction(value, f"{option} {key}")
+        else:
+            check(value >= 1, f"{option} {key} must be at least 1; got {value}.")
         sizes[key] = value
     return sizes
 

@@ -194,7 +194,8 @@ def check_divisible(config, section, name, by, why=""):
     Example:
     >>> check_divisible(self, "encoder", "hidden_dim", "num_heads")
     """
-    divisor, shown = (getattr(config, by), f"{section}.{by} {getattr(config, by)}") if isinstance(by, str) else (by, by)
+    divisor = getattr(config, by) if isinstance(by, str) else by
+    shown = f"{section}.{by} {divisor}" if isinstance(by, str) else divisor
     value = getattr(config, name)
     check(value % divisor == 0, f"{section}.{name} {value} must be divisible by {shown}{why}.")
 
@@ -206,3 +207,14 @@ def check_fraction(value, key):
     >>> check_fraction(self.mask_ratio, "mae.mask_ratio")
     """
     check(0 < value < 1, f"{key} must be strictly between 0 and 1; got {value}.")
+
+
+def suggest(word, choices):
+    """`"; did you mean a, b?"` naming the choices closest to a mistyped `word`, or "" when none is close.
+
+    Example:
+    >>> suggest("bert_tiny_en_uncasedd", ["bert_tiny_en_uncased", "bert_base_en"])
+    '; did you mean bert_tiny_en_uncased?'
+    """
+    close = difflib.get_close_matches(word, list(choices), n=3)
+    return f"; did you mean {', '.join(close)}?" if close else ""

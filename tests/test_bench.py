@@ -130,9 +130,11 @@ def test_rounds_keep_each_rows_fastest_and_list_them_all(monkeypatch):
 
 @pytest.mark.parametrize("assignments, message", [
     (["num_layer=2"], r"--mlm num_layer: no such size; the mlm sizes are vocabulary_size, hidden_dim, num_layers"),
-    (["num_layers=abc"], r"--mlm num_layers must be a positive integer; got 'abc'"),
-    (["num_layers=2.5"], r"--mlm num_layers must be a positive integer; got '2.5'"),
-    (["mask_rate=1.5"], r"--mlm mask_rate must be strictly between 0 and 1; got '1.5'"),
+    (["num_layers=abc"], r"--mlm num_layers must be an integer; got 'abc' \(str\)"),
+    (["num_layers=2.5"], r"--mlm num_layers must be an integer; got 2.5 \(float\)"),
+    (["num_layers=0"], r"--mlm num_layers must be at least 1; got 0\."),
+    (["mask_rate=1.5"], r"--mlm mask_rate must be strictly between 0 and 1; got 1.5\."),
+    (["mask_rate=1"], r"--mlm mask_rate must be strictly between 0 and 1; got 1\."),
     (["num_layers"], r"--mlm takes KEY=VALUE \(e.g. num_layers=12\); got 'num_layers'"),
 ])
 def test_sizes_are_read_and_checked_against_the_objectives_configuration(assignments, message):

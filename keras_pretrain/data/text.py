@@ -382,7 +382,7 @@ def check_columns(path, columns, wanted):
     """
     for option, column in wanted.items():
         if columns is not None and column not in columns:
-            separator = next((s for s in ";|\t" if len(columns) == 1 and s in str(columns[0])), None)
+            separator = next((s for s in ";|\t" if s in str(columns[0])), None) if len(columns) == 1 else None
             fix = (f"Its header reads as one column: separate the columns with commas (tabs in a .tsv), not "
                    f"{separator!r}." if separator else
                    f"Pass {option}=... (--{option.replace('_', '-')} on the command line) naming the right one.")

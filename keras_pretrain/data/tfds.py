@@ -1,8 +1,8 @@
 """TensorFlow Datasets: the `tfds:NAME[:SPLIT]` spec, and loading with one clear error when a set is not there."""
 
-import difflib
 import re
 
+from keras_pretrain.config import suggest
 from keras_pretrain.data.fashion_mnist import DataNotFoundError
 
 # A name (with an optional config and version, e.g. imdb_reviews/plain_text:1.0.0), then an optional split.
@@ -40,10 +40,8 @@ def load_tfds(name, split, data_dir=None, download=False, instead="local files",
     try:
         return tfds.load(name, split=split, data_dir=data_dir, download=download, **options)
     except tfds.core.registered.DatasetNotFoundError:
-        close = difflib.get_close_matches(name.split("/")[0], tfds.list_builders(), n=3)
-        suggestion = f"; did you mean {', '.join(close)}?" if close else ""
-        raise DataNotFoundError(f"TFDS has no data set {name!r}{suggestion} (tfds.list_builders() lists them all), "
-                                f"or use {instead}.") from None
+        raise DataNotFoundError(f"TFDS has no data set {name!r}{suggest(name.split('/')[0], tfds.list_builders())} "
+                                f"(tfds.list_builders() lists them all), or use {instead}.") from None
     except Exception as error:  # TFDS raises AssertionError, network errors...
         reason = " ".join(str(error).split())[:300]  # TFDS's messages run over several lines
         raise DataNotFoundError(

@@ -23,6 +23,7 @@ rebuilt under the TensorFlow backend in a subprocess, and written there; its
 weights are backend-neutral, so the export computes what the torch model does.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -214,7 +215,8 @@ def export_saved_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if new_model_dir:  # a first export that failed leaves no empty model folder either
-            shutil.rmtree(model_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                model_dir.rmdir()
         raise
     shutil.rmtree(staging, ignore_errors=True)
     model.export_report = report

@@ -8,7 +8,6 @@ Example (a CSV with `text` and `label` columns, plus a folder of books):
 """
 
 import dataclasses
-import difflib
 import itertools
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import tensorflow as tf
 
 from keras_pretrain import plots
 from keras_pretrain.baselines import fit_tfidf
-from keras_pretrain.config import check, check_divisible, check_fraction, check_sizes
+from keras_pretrain.config import check, check_divisible, check_fraction, check_sizes, suggest
 from keras_pretrain.data.labelled_text import labelled_text_source
 from keras_pretrain.data.splits import split_labelled
 from keras_pretrain.data.text import (
@@ -128,10 +127,9 @@ class BertConfig:
         check_divisible(self, "backbone", "hidden_dim", "num_heads")
         if self.preset and "://" not in self.preset and not Path(self.preset).is_dir():  # a published name
             published = keras_hub.models.BertBackbone.presets
-            close = difflib.get_close_matches(self.preset, published, n=3)
-            check(self.preset in published, f"backbone.preset {self.preset!r} is neither a directory nor a keras-hub "
-                  "BERT preset" + (f"; did you mean {', '.join(close)}?" if close else
-                                   f" ({', '.join(sorted(published)[:4])}, ...)."))
+            hint = suggest(self.preset, published) or f" ({', '.join(sorted(published)[:4])}, ...)."
+            check(self.preset in published,
+                  f"backbone.preset {self.preset!r} is neither a directory nor a keras-hub BERT preset{hint}")
         check(self.sequence_length >= MIN_SEQUENCE_LENGTH,
               f"backbone.sequence_length {self.sequence_length} is too small: [CLS], [SEP] and the text need at least "
               f"{MIN_SEQUENCE_LENGTH}; set backbone.sequence_length={MIN_SEQUENCE_LENGTH} or more.")
